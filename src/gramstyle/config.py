@@ -1,0 +1,189 @@
+"""Every default of gramstyle in one frozen, serializable settings object.
+
+A run is fully described by a `Settings` (plus its input images and seed): the CLI builds its flags from the
+fields below (their `help` metadata is the flag's help text), the Python API takes keyword overrides, and the
+run record (`OUT.json`) stores `Settings.to_dict()`. Defaults follow the paper's objective; where they deviate
+(initialisation, optimizer) the comment says why and the README lists it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import SettingsError
+
+Pooling = Literal["avg", "max"]
+Optimizer = Literal["lbfgs", "adam"]
+Weights = str  # "caffe", "torchvision", or a path to a state dict
+Preprocessing = Literal["caffe", "torchvision"]
+Init = str  # "noise", "content", "style", or a path to an image
+
+#: The paper's style layers (Fig. 2, eq. 5): conv1_1 ... conv5_1 with w_l = 1/5 each.
+PAPER_STYLE_LAYERS: tuple[tuple[str, float], ...] = tuple((f"conv{b}_1", 1 / 5) for b in range(1, 6))
+#: The paper's content layer for transfer (Fig. 2): conv4_2.
+PAPER_CONTENT_LAYERS: tuple[tuple[str, float], ...] = (("conv4_2", 1.0),)
+
+
+def _opt(help_text: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help_text, **extra}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a run. Field order is the order of the CLI's help."""
+
+    # --- the objective (eq. 7): alpha * L_content + beta * L_style -------------------------------------------
+    alpha: float = field(default=1.0, metadata=_opt("content weight alpha of eq. 7"))
+    # alpha/beta = 1e-3, the paper's Fig. 2 (B, C, D) ratio. Only the ratio matters to the picture; alpha = 1
+    # keeps the content loss in the paper's own units (eq. 1).
+    beta: float = field(default=1e3, metadata=_opt("style weight beta of eq. 7"))
+    content_layers: tuple[tuple[str, float], ...] = field(
+        default=PAPER_CONTENT_LAYERS,
+        metadata=_opt("content layers with weights, e.g. conv4_2 or conv4_2:1,conv5_2:0.5"),
+    )
+    style_layers: tuple[tuple[str, float], ...] = field(
+        default=PAPER_STYLE_LAYERS,
+        metadata=_opt("style layers with weights w_l (eq. 5), e.g. conv1_1,conv2_1 (equal weights, summing to 1) "
+                      "or conv1_1:0.5,conv2_1:0.5"),
+    )
+    style_blend: tuple[float, ...] | None = field(
+        default=None,
+        metadata=_opt("blend weights of several style images, e.g. 0.7,0.3 (normalised to sum 1; default equal)"),
+    )
+    tv_weight: float = field(
+        default=0.0,
+        # Not in the paper: a total-variation smoothness prior, off by default. See the README for its scale.
+        metadata=_opt("total-variation weight (not in the paper; 0 = off)"),
+    )
+
+    # --- the network -------------------------------------------------------------------------------------------
+    weights: Weights = field(
+        default="caffe",
+        metadata=_opt("VGG-19 weights: caffe (the paper's original network), torchvision (needs the optional "
+                      "download), or a path to a state dict in torchvision's key layout"),
+    )
+    preprocessing: Preprocessing | None = field(
+        default=None,
+        metadata=_opt("input convention of a user weights file: caffe or torchvision", choices=("caffe", "torchvision")),
+    )
+    pooling: Pooling = field(
+        default="avg",
+        # The paper replaces VGG's max pooling by average pooling ("slightly more appealing results").
+        metadata=_opt("pooling: avg (the paper's choice) or max", choices=("avg", "max")),
+    )
+
+    # --- images ------------------------------------------------------------------------------------------------
+    size: int = field(default=512, metadata=_opt("longest side of the output in pixels"))
+    output_size: tuple[int, int] | None = field(
+        default=None, metadata=_opt("width and height of a synthesized texture, e.g. 384x256 (default: the style "
+                                    "image's shape at --size)")
+    )
+    style_size: int | None = field(
+        default=None, metadata=_opt("longest side of the style image(s) in pixels (default: --size)")
+    )
+    max_pixels: int = field(
+        default=100_000_000,
+        metadata=_opt("refuse input images with more pixels than this, before decoding (decompression bombs)"),
+    )
+
+    # --- the optimization --------------------------------------------------------------------------------------
+    init: Init = field(
+        default="content",
+        # Deviation: the paper starts from white noise. Starting from the content photo reaches a lower loss of
+        # the same objective in fewer steps (measured, see README). `--init noise` restores the paper.
+        metadata=_opt("initial image: noise (the paper's white noise), content, style, or an image file"),
+    )
+    optimizer: Optimizer = field(
+        default="lbfgs", metadata=_opt("optimizer: lbfgs (the authors' choice) or adam", choices=("lbfgs", "adam"))
+    )
+    steps: int = field(default=500, metadata=_opt("number of optimizer steps (one VGG forward+backward each)"))
+    lr: float | None = field(
+        default=None, metadata=_opt("step size (default: 1 for lbfgs, 0.02 for adam, in [0,1] pixel units)")
+    )
+    history_size: int = field(default=50, metadata=_opt("L-BFGS history (number of correction pairs)"))
+    seed: int = field(default=0, metadata=_opt("random seed (noise initialisation)"))
+    time_limit: float | None = field(
+        default=None, metadata=_opt("stop after this many seconds and keep the result so far")
+    )
+    device: str = field(default="auto", metadata=_opt("device: auto, cpu, cuda, cuda:N or mps"))
+
+    @classmethod
+    def for_task(cls, task: str) -> Settings:
+        """The defaults of each of the paper's three tasks."""
+        if task == "transfer":  # Fig. 2
+            return cls()
+        if task == "content":  # Fig. 1, top row: from white noise, content loss alone at one layer
+            return cls(init="noise", beta=0.0, content_layers=(("conv4_1", 1.0),), style_layers=())
+        if task == "texture":  # Fig. 1, bottom row: from white noise, style loss alone
+            return cls(init="noise", alpha=0.0, beta=1.0, content_layers=())
+        raise SettingsError(f"unknown task {task!r}")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def validated(self) -> Settings:
+        """Raise SettingsError (one line, naming the setting) for values no run could use."""
+        positive = {"size": self.size, "steps": self.steps, "history_size": self.history_size,
+                    "max_pixels": self.max_pixels}
+        for name, value in positive.items():
+            if value < 1:
+                raise SettingsError(f"{_flag(name)} must be a positive integer, got {value}")
+        if self.output_size is not None and min(self.output_size) < 1:
+            raise SettingsError(f"--output-size must be two positive integers, got {self.output_size}")
+        if self.style_size is not None and self.style_size < 1:
+            raise SettingsError(f"--style-size must be a positive integer, got {self.style_size}")
+        for name in ("alpha", "beta", "tv_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and value != float("inf")):
+                raise SettingsError(f"{_flag(name)} must be a finite number >= 0, got {value}")
+        if self.lr is not None and not (0 < self.lr < float("inf")):
+            raise SettingsError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.time_limit is not None and not (self.time_limit > 0):
+            raise SettingsError(f"--time-limit must be > 0 seconds, got {self.time_limit}")
+        if self.pooling not in ("avg", "max"):
+            raise SettingsError(f"--pooling must be avg or max, got {self.pooling!r}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise SettingsError(f"--optimizer must be lbfgs or adam, got {self.optimizer!r}")
+        for name, layers in (("content_layers", self.content_layers), ("style_layers", self.style_layers)):
+            for layer, weight in layers:
+                if not (weight >= 0 and weight != float("inf")):
+                    raise SettingsError(f"{_flag(name)}: weight of {layer} must be a finite number >= 0, got {weight}")
+        if self.style_blend is not None and (
+            any(not (w >= 0 and w != float("inf")) for w in self.style_blend) or sum(self.style_blend) <= 0
+        ):
+            raise SettingsError(f"--style-blend weights must be >= 0 with a positive sum, got {self.style_blend}")
+        return self
+
+    @property
+    def step_size(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists); `from_dict` inverts it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in ("content_layers", "style_layers"):
+                value = tuple((str(layer), float(weight)) for layer, weight in value)
+            elif name == "style_blend" and value is not None:
+                value = tuple(float(w) for w in value)
+            elif name == "output_size" and value is not None:
+                value = (int(value[0]), int(value[1]))
+            values[name] = value
+        return cls(**values)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

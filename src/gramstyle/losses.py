@@ -1,0 +1,85 @@
+"""The paper's losses as pure functions, one per equation.
+
+Notation of Gatys, Ecker & Bethge (2015): a layer l has N_l feature maps of M_l = height * width positions;
+F^l (N_l x M_l) is the response to the generated image, P^l the content image's, A^l the style image's Gram
+matrix. Feature maps come in PyTorch's (1, N_l, h, w) layout; a batch of one image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+def _as_matrix(features: Tensor) -> Tensor:
+    """(1, N, h, w) or (N, h, w) -> F in R^(N x M)."""
+    if features.dim() == 4:
+        if features.shape[0] != 1:
+            raise ValueError(f"expected a batch of one image, got {features.shape[0]}")
+        features = features[0]
+    return features.reshape(features.shape[0], -1)
+
+
+def content_loss(features: Tensor, target: Tensor) -> Tensor:
+    """Eq. 1: L_content = 1/2 sum_ij (F^l_ij - P^l_ij)^2.
+
+    Its gradient is eq. 2: dL/dF^l_ij = (F^l - P^l)_ij where F^l_ij > 0, else 0 (the ReLU's part is autograd's).
+    """
+    return 0.5 * (features - target).pow(2).sum()
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Eq. 3: G^l_ij = sum_k F^l_ik F^l_jk, the N_l x N_l inner products of the vectorised feature maps."""
+    f = _as_matrix(features)
+    return f @ f.t()
+
+
+def normalized_gram(features: Tensor) -> Tensor:
+    """G^l / M_l: the Gram matrix of eq. 3 divided by the number of positions.
+
+    Eq. 4's factor 1/(4 N_l^2 M_l^2) assumes the generated and the style image have the same M_l. Dividing
+    each Gram by its own M_l keeps eq. 4 exact when they do, and compares like with like when they do not
+    (a style image of another size); `layer_style_loss` applies the remaining 1/(4 N_l^2).
+    """
+    f = _as_matrix(features)
+    return (f @ f.t()) / f.shape[1]
+
+
+def layer_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """Eq. 4: E_l = 1/(4 N_l^2 M_l^2) sum_ij (G^l_ij - A^l_ij)^2.
+
+    `target_gram` is A^l / M_l (see `normalized_gram`), so E_l = 1/(4 N_l^2) sum_ij (G^l/M_l - A^l/M_l)^2,
+    algebraically eq. 4. Gradient (eq. 6): dE_l/dF^l_ij = 1/(N_l^2 M_l^2) ((F^l)^T (G^l - A^l))_ji where
+    F^l_ij > 0, else 0.
+    """
+    gram = normalized_gram(features)
+    n = gram.shape[0]
+    return (gram - target_gram).pow(2).sum() / (4 * n * n)
+
+
+def style_loss(features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor],
+               layer_weights: Mapping[str, float]) -> Tensor:
+    """Eq. 5: L_style = sum_l w_l E_l over the layers in `layer_weights`."""
+    terms = [w * layer_style_loss(features[name], target_grams[name]) for name, w in layer_weights.items()]
+    return torch.stack(terms).sum()
+
+
+def total_loss(content: Tensor, style: Tensor, alpha: float, beta: float) -> Tensor:
+    """Eq. 7: L_total = alpha L_content + beta L_style."""
+    return alpha * content + beta * style
+
+
+def total_variation(image: Tensor) -> Tensor:
+    """Not in the paper: sum of squared differences of neighbouring pixels, a smoothness prior (Mahendran &
+    Vedaldi 2015), for the optional ``--tv-weight``. Computed on the RGB image in [0, 1]."""
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return dx.pow(2).sum() + dy.pow(2).sum()
+
+
+def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
+    """Style target of several style images: sum_k b_k A_k / M_k with blend weights b_k normalised to sum 1."""
+    total = float(sum(weights))
+    return torch.stack([g * (w / total) for g, w in zip(grams, weights)]).sum(0)

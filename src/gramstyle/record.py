@@ -1,0 +1,75 @@
+"""The run record: every output gets ``OUT.json`` beside it (settings, seed, versions, weights, losses) and,
+on request, a CSV of the losses of every step. Written atomically, after the image."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import platform
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import PIL
+import torch
+
+from . import image as imageio
+
+if TYPE_CHECKING:  # only for annotations: the record is written for results, it does not make them
+    from .stylize import Result
+
+
+def versions() -> dict[str, str]:
+    try:
+        own = metadata.version("gramstyle")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        own = "unknown"
+    return {"gramstyle": own, "python": platform.python_version(), "torch": torch.__version__,
+            "pillow": PIL.__version__, "numpy": np.__version__}
+
+
+def record(result: Result, output: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    width, height = result.image.size
+    data: dict[str, Any] = {
+        "task": result.task,
+        "output": output,
+        "size": [width, height],
+        "inputs": result.inputs,
+        "settings": result.settings.to_dict(),
+        "seed": result.settings.seed,
+        "device": result.device,
+        "weights": result.weights,
+        "versions": versions(),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "elapsed_seconds": round(result.elapsed, 3),
+        "final_losses": result.losses,
+        "final_losses_note": "the objective evaluated on the saved 8-bit image",
+        "best_step_loss": min((h["total"] for h in result.history), default=None),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if extra:
+        data.update(extra)
+    return data
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def save_result(result: Result, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    """Image first, then its record (and the CSV): a record never describes an image that is not there."""
+    imageio.check_writable(path)
+    imageio.save_image(result.image, path)
+    imageio.write_text(json.dumps(record(result, str(path), extra), indent=2) + "\n", str(path) + ".json")
+    if log is not None:
+        imageio.write_text(history_csv(result.history), log)

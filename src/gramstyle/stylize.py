@@ -1,0 +1,220 @@
+"""The paper's three tasks, reading like the algorithm: images -> network -> targets -> descent -> image.
+
+- `transfer` (Fig. 2): a photo painted in the style of one or more artworks (eq. 7).
+- `reconstruct_content` (Fig. 1, top): an image from white noise whose response at one layer matches (eq. 1).
+- `synthesize_texture` (Fig. 1, bottom): an image from white noise whose Gram matrices match (eq. 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from collections.abc import Iterator
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from . import image as imageio
+from .config import Settings
+from .errors import OptimizationError, SettingsError
+from .objective import Objective
+from .optimize import Callback, optimize
+from .record import save_result
+from .vgg import VGGFeatures, canonical_layer, load_weights
+
+ImageLike = imageio.ImageLike
+
+
+@dataclass
+class Result:
+    """What a run gives back: the picture, its losses and everything needed to record the run."""
+
+    image: Image.Image  # the 8-bit RGB output
+    losses: dict[str, float]  # the objective on `image` as saved (8-bit): what the user gets
+    history: list[dict[str, float]]  # the losses of every step
+    settings: Settings
+    task: str
+    steps: int
+    stop_reason: str
+    elapsed: float  # seconds of optimization
+    device: str
+    weights: dict[str, Any]
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Write the image, its run record ``path + '.json'`` and optionally the per-step CSV, atomically."""
+        save_result(self, path, log, extra)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; explicit names are checked against what exists."""
+    name = name.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingsError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingsError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SettingsError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type == "mps":
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+            raise SettingsError(f"--device {name}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise SettingsError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
+    return device
+
+
+@contextmanager
+def _out_of_memory_as_error(size: int) -> Iterator[None]:
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise OptimizationError(f"out of memory at --size {size}; try a smaller --size") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+            raise OptimizationError(f"out of memory at --size {size}; try a smaller --size") from None
+        raise
+
+
+def initial_image(init: str, shape: tuple[int, int], seed: int, content: Tensor | None,
+                  style: Tensor | None, max_pixels: int) -> Tensor:
+    """The starting image: white noise (the paper), the content photo, the style image, or an image file."""
+    height, width = shape
+    if init == "noise":
+        # Uniform white noise in [0, 1], drawn on the CPU so a seed gives the same image on every device.
+        generator = torch.Generator().manual_seed(seed)
+        return torch.rand(1, 3, height, width, generator=generator)
+    if init == "content":
+        if content is None:
+            raise SettingsError("--init content needs a content image")
+        return content.clone()
+    source: ImageLike = init
+    if init == "style":
+        if style is None:
+            raise SettingsError("--init style needs a style image")
+        return torch.nn.functional.interpolate(style, size=shape, mode="bilinear", align_corners=False,
+                                               antialias=True).clamp(0, 1)
+    picture = imageio.open_image(source, max_pixels).resize((width, height), Image.Resampling.LANCZOS)
+    return imageio.to_tensor(picture)
+
+
+def _load_styles(styles: ImageLike | Sequence[ImageLike], longest: int, max_pixels: int) -> list[Tensor]:
+    items = [styles] if isinstance(styles, (str, Image.Image)) or hasattr(styles, "__fspath__") else list(styles)
+    if not items:
+        raise SettingsError("give at least one style image")
+    return [imageio.load_image(s, longest, max_pixels) for s in items]  # type: ignore[arg-type]
+
+
+def _describe_inputs(**named: Any) -> dict[str, Any]:
+    def one(item: Any) -> Any:
+        if isinstance(item, Image.Image):
+            return f"<PIL image {item.size[0]}x{item.size[1]}>"
+        return str(item)
+
+    out: dict[str, Any] = {}
+    for key, value in named.items():
+        if value is None:
+            continue
+        out[key] = [one(v) for v in value] if isinstance(value, (list, tuple)) else one(value)
+    return out
+
+
+def run(task: str, settings: Settings, *, content: ImageLike | None = None,
+        styles: ImageLike | Sequence[ImageLike] | None = None, callback: Callback | None = None) -> Result:
+    """The algorithm: load images, build VGG-19 to the deepest layer needed, bind targets, descend, quantise."""
+    settings = settings.validated()
+    device = resolve_device(settings.device)
+    content_image = imageio.load_image(content, settings.size, settings.max_pixels) if content is not None else None
+    style_images = (_load_styles(styles, settings.style_size or settings.size, settings.max_pixels)
+                    if styles is not None else [])
+    if settings.style_blend is not None and len(settings.style_blend) != len(style_images):
+        raise SettingsError(f"--style-blend has {len(settings.style_blend)} weights for {len(style_images)} "
+                            "style image(s)")
+
+    content_layers = settings.content_layers if content_image is not None else ()
+    style_layers = settings.style_layers if style_images else ()
+    layers = [canonical_layer(name) for name, _ in (*content_layers, *style_layers)]
+    if not layers:
+        raise SettingsError("no layers to match: give content layers, style layers, or both")
+
+    if content_image is not None:
+        shape = (content_image.shape[2], content_image.shape[3])
+    elif settings.output_size is not None:
+        shape = (settings.output_size[1], settings.output_size[0])
+    else:
+        shape = (style_images[0].shape[2], style_images[0].shape[3])
+    if min(shape) < imageio.MIN_SIDE:
+        raise SettingsError(f"the output would be {shape[1]}x{shape[0]}; each side must be at least "
+                            f"{imageio.MIN_SIDE} px")
+    init = initial_image(settings.init, shape, settings.seed, content_image,
+                         style_images[0] if style_images else None, settings.max_pixels)
+
+    with _out_of_memory_as_error(settings.size):
+        weights = load_weights(settings.weights, settings.preprocessing)
+        net = VGGFeatures(weights, layers, settings.pooling).to(device)
+        objective = Objective.build(
+            net, content_image=None if content_image is None else content_image.to(device),
+            content_layers=content_layers, style_images=[s.to(device) for s in style_images],
+            style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
+            beta=settings.beta, tv_weight=settings.tv_weight)
+        result = optimize(objective, init.to(device), method=settings.optimizer, steps=settings.steps,
+                          lr=settings.step_size, history_size=settings.history_size,
+                          time_limit=settings.time_limit, callback=callback)
+        output = imageio.to_pil(result.image)
+        with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
+            final = objective(imageio.to_tensor(output).to(device)).floats()
+    return Result(image=output, losses=final, history=result.history, settings=settings, task=task,
+                  steps=result.steps, stop_reason=result.stop_reason, elapsed=result.elapsed, device=str(device),
+                  weights={"source": weights.source, "sha256": weights.sha256,
+                           "preprocessing": weights.preprocessing.name},
+                  inputs=_describe_inputs(content=content,
+                                          style=None if styles is None else
+                                          ([styles] if isinstance(styles, (str, Image.Image)) else list(styles))))
+
+
+def _settings(task: str, settings: Settings | None, overrides: dict[str, Any]) -> Settings:
+    base = settings if settings is not None else Settings.for_task(task)
+    return base.replace(**overrides) if overrides else base
+
+
+def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *, settings: Settings | None = None,
+             callback: Callback | None = None, **overrides: Any) -> Result:
+    """Paint ``content`` in the style of ``style`` (one image or several, blended): the paper's Fig. 2.
+
+    Keyword overrides are `Settings` fields, e.g. ``transfer(photo, painting, size=256, steps=200)``.
+    """
+    return run("transfer", _settings("transfer", settings, overrides), content=content, styles=style,
+               callback=callback)
+
+
+def reconstruct_content(image: ImageLike, *, layer: str = "conv4_1", settings: Settings | None = None,
+                        callback: Callback | None = None, **overrides: Any) -> Result:
+    """Reconstruct ``image`` from white noise through its response at one layer alone: the paper's Fig. 1, top."""
+    chosen = _settings("content", settings, {"content_layers": ((canonical_layer(layer), 1.0),), **overrides})
+    return run("content", chosen, content=image, callback=callback)
+
+
+def synthesize_texture(style: ImageLike | Sequence[ImageLike], *,
+                       layers: Sequence[str] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+                       settings: Settings | None = None, callback: Callback | None = None,
+                       **overrides: Any) -> Result:
+    """Synthesize a texture from white noise matching the Gram matrices of ``layers`` with w_l = 1/|layers|:
+    the paper's style reconstructions (Fig. 1, bottom)."""
+    names = [canonical_layer(name) for name in layers]
+    if not names:
+        raise SettingsError("give at least one style layer")
+    chosen = _settings("texture", settings, {"style_layers": tuple((n, 1 / len(names)) for n in names),
+                                             **overrides})
+    return run("texture", chosen, styles=style, callback=callback)
