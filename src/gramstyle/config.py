@@ -67,7 +67,8 @@ class Settings:
     )
     preprocessing: Preprocessing | None = field(
         default=None,
-        metadata=_opt("input convention of a user weights file: caffe or torchvision", choices=("caffe", "torchvision")),
+        metadata=_opt("input convention of a user weights file: caffe or torchvision",
+                      choices=("caffe", "torchvision")),
     )
     pooling: Pooling = field(
         default="avg",
@@ -165,7 +166,8 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists); `from_dict` inverts it."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        data: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(self)))
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:

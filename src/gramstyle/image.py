@@ -67,8 +67,9 @@ def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
                          f"{max_pixels} (--max-pixels)")
     if width < 1 or height < 1:
         raise ImageError(f"{name}: has no pixels ({width}x{height})")
-    if getattr(image, "n_frames", 1) > 1:
-        warnings.warn(f"{name}: has {image.n_frames} frames; using the first", stacklevel=2)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        warnings.warn(f"{name}: has {frames} frames; using the first", stacklevel=2)
         image.seek(0)
     try:
         image.load()

@@ -82,4 +82,4 @@ def total_variation(image: Tensor) -> Tensor:
 def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
     """Style target of several style images: sum_k b_k A_k / M_k with blend weights b_k normalised to sum 1."""
     total = float(sum(weights))
-    return torch.stack([g * (w / total) for g, w in zip(grams, weights)]).sum(0)
+    return torch.stack([g * (w / total) for g, w in zip(grams, weights, strict=True)]).sum(0)

@@ -80,7 +80,7 @@ class LBFGS:
         if self.pairs:
             s, y, _ = self.pairs[-1]
             q.mul_(float(s.dot(y)) / float(y.dot(y)))
-        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
+        for (s, y, rho), a in zip(self.pairs, reversed(alphas), strict=True):
             b = rho * float(y.dot(q))
             q.add_(s, alpha=a - b)
         return q

@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterator
 
 import torch
 from PIL import Image
@@ -110,11 +110,17 @@ def initial_image(init: str, shape: tuple[int, int], seed: int, content: Tensor 
     return imageio.to_tensor(picture)
 
 
+def _as_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    if isinstance(styles, (str, Image.Image, os.PathLike)):
+        return [styles]
+    return list(styles)
+
+
 def _load_styles(styles: ImageLike | Sequence[ImageLike], longest: int, max_pixels: int) -> list[Tensor]:
-    items = [styles] if isinstance(styles, (str, Image.Image)) or hasattr(styles, "__fspath__") else list(styles)
+    items = _as_list(styles)
     if not items:
         raise SettingsError("give at least one style image")
-    return [imageio.load_image(s, longest, max_pixels) for s in items]  # type: ignore[arg-type]
+    return [imageio.load_image(s, longest, max_pixels) for s in items]
 
 
 def _describe_inputs(**named: Any) -> dict[str, Any]:
@@ -179,9 +185,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
                   steps=result.steps, stop_reason=result.stop_reason, elapsed=result.elapsed, device=str(device),
                   weights={"source": weights.source, "sha256": weights.sha256,
                            "preprocessing": weights.preprocessing.name},
-                  inputs=_describe_inputs(content=content,
-                                          style=None if styles is None else
-                                          ([styles] if isinstance(styles, (str, Image.Image)) else list(styles))))
+                  inputs=_describe_inputs(content=content, style=None if styles is None else _as_list(styles)))
 
 
 def _settings(task: str, settings: Settings | None, overrides: dict[str, Any]) -> Settings:

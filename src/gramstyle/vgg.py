@@ -270,7 +270,7 @@ class VGGFeatures(nn.Module):
                 conv = nn.Conv2d(in_channels, layer.channels, 3, padding=1)
                 weight, bias = weights.params[layer.name]
                 conv.weight.data.copy_(weight)
-                conv.bias.data.copy_(bias)
+                conv.bias.data.copy_(bias)  # type: ignore[union-attr]
                 # In place: the rectified map is what we read, and nothing needs the pre-activation.
                 modules.append(nn.Sequential(conv, nn.ReLU(inplace=True)))
                 in_channels = layer.channels
@@ -285,7 +285,7 @@ class VGGFeatures(nn.Module):
         x = self.preprocessing(rgb)
         wanted = set(self.outputs)
         out: dict[str, Tensor] = {}
-        for name, module in zip(self.names, self.layers):
+        for name, module in zip(self.names, self.layers, strict=True):
             x = module(x)
             if name in wanted:
                 out[name] = x
