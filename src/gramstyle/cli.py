@@ -1,0 +1,315 @@
+"""The command line, built from `Settings`: every flag's default and help come from the config's fields.
+
+    gramstyle transfer CONTENT STYLE [STYLE ...] -o OUT     Fig. 2: style transfer
+    gramstyle content IMAGE --layer conv4_1 -o OUT          Fig. 1, top row: content reconstruction
+    gramstyle texture STYLE --layers conv1_1,conv2_1 -o OUT Fig. 1, bottom row: style reconstruction
+    gramstyle demo -o OUT                                   transfer on the bundled images
+    gramstyle layers                                        VGG-19's layers
+
+A user's mistake gets one line on stderr and exit status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import image as imageio
+from .config import Settings
+from .errors import GramstyleError, SettingsError
+from .optimize import Progress
+from .stylize import Result, reconstruct_content, synthesize_texture, transfer
+from .vgg import VGG19, canonical_layer
+
+DATA = Path(__file__).parent / "data"
+DEMO_CONTENT = DATA / "tubingen.jpg"
+DEMO_STYLE = DATA / "starry_night.jpg"
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# --- flag value parsers: each raises ArgumentTypeError with a one-line reason ----------------------------------
+
+def _number(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
+
+
+def _layer_weights(equal_split: bool) -> Callable[[str], tuple[tuple[str, float], ...]]:
+    """'conv1_1,conv2_1' (weights equal; they sum to 1 if `equal_split`, else 1 each) or 'conv4_2:1,conv5_2:0.5'."""
+
+    def parse(text: str) -> tuple[tuple[str, float], ...]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected at least one layer, e.g. conv4_2")
+        pairs = []
+        for item in items:
+            name, _, weight = item.partition(":")
+            try:
+                layer = canonical_layer(name)
+            except SettingsError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            if weight:
+                try:
+                    value = float(weight)
+                except ValueError:
+                    raise argparse.ArgumentTypeError(f"bad weight {weight!r} for {name}") from None
+            else:
+                value = 1.0 / len(items) if equal_split else 1.0
+            pairs.append((layer, value))
+        return tuple(pairs)
+
+    return parse
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _width_height(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    try:
+        if sep:
+            return int(width), int(height)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x384, got {text!r}")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "content_layers": _layer_weights(equal_split=False),
+    "style_layers": _layer_weights(equal_split=True),
+    "style_blend": _floats,
+    "output_size": _width_height,
+}
+
+
+def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    if field.name in _PARSERS:
+        return _PARSERS[field.name]
+    annotation = str(field.type)
+    if annotation.startswith("int"):
+        return _number(int, "an integer")
+    if annotation.startswith("float"):
+        return _number(float, "a number")
+    return str
+
+
+# Which Settings fields each subcommand exposes (the others keep their task defaults).
+_NETWORK = ("weights", "preprocessing", "pooling")
+_RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "max_pixels")
+_FIELDS = {
+    "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "tv_weight", *_NETWORK,
+                 "size", "style_size", *_RUN),
+    "content": ("tv_weight", *_NETWORK, "size", *_RUN),
+    "texture": ("tv_weight", *_NETWORK, "size", "output_size", *_RUN),
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser, task: str) -> None:
+    defaults = Settings.for_task(task)
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    group = parser.add_argument_group("settings")
+    for name in _FIELDS[task]:
+        field = fields[name]
+        default = getattr(defaults, name)
+        shown = _show(default)
+        help_text = field.metadata.get("help", "") + (f" [default: {shown}]" if shown else "")
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text,
+                                  "type": _field_type(field)}
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+        return ",".join(f"{layer}:{weight:g}" for layer, weight in value)
+    return str(value)
+
+
+def _add_outputs(parser: argparse.ArgumentParser, default_output: str | None = None) -> None:
+    group = parser.add_argument_group("output")
+    group.add_argument("-o", "--output", required=default_output is None, default=default_output,
+                       help="output image (.png, .jpg, .webp, .tif); its run record goes to OUTPUT.json"
+                       + (f" [default: {default_output}]" if default_output else ""))
+    group.add_argument("--log", metavar="CSV", help="write the losses of every step to this CSV file")
+    group.add_argument("--save-every", metavar="N", type=_number(int, "an integer"),
+                       help="also save the image every N steps, as OUTPUT_stepNNNNN.EXT")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gramstyle", description="Neural style transfer after Gatys, Ecker & Bethge (2015).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("transfer", help="paint a photo in the style of one or more artworks (Fig. 2)")
+    p.add_argument("content", help="content image (the photo)")
+    p.add_argument("style", nargs="+", help="style image(s); several are blended (--style-blend)")
+    p.add_argument("--ratio", type=_number(float, "a number"), metavar="ALPHA/BETA",
+                   help="content-to-style ratio alpha/beta (sets beta = alpha / ratio); the paper uses 1e-3, 1e-4")
+    _add_settings(p, "transfer")
+    _add_outputs(p)
+
+    p = sub.add_parser("demo", help="transfer on the bundled images (Tübingen, The Starry Night)")
+    p.add_argument("--ratio", type=_number(float, "a number"), metavar="ALPHA/BETA",
+                   help="content-to-style ratio alpha/beta (sets beta = alpha / ratio)")
+    _add_settings(p, "transfer")
+    _add_outputs(p, default_output="stylized.png")
+
+    p = sub.add_parser("content", help="reconstruct an image from one layer's response (Fig. 1, top row)")
+    p.add_argument("image", help="the image to reconstruct")
+    p.add_argument("--layer", default="conv4_1", help="the layer whose response is matched [default: conv4_1]")
+    _add_settings(p, "content")
+    _add_outputs(p)
+
+    p = sub.add_parser("texture", help="synthesize a texture from Gram matrices (Fig. 1, bottom row)")
+    p.add_argument("style", help="the style image (texture source)")
+    p.add_argument("--layers", default="conv1_1,conv2_1,conv3_1,conv4_1,conv5_1",
+                   help="style layers, equally weighted [default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
+    _add_settings(p, "texture")
+    _add_outputs(p)
+
+    sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
+    return parser
+
+
+# --- running --------------------------------------------------------------------------------------------------
+
+def _settings_from(args: argparse.Namespace, task: str) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    settings = Settings.for_task(task).replace(**overrides)
+    ratio = getattr(args, "ratio", None)
+    if ratio is not None:
+        if "beta" in overrides:
+            raise SettingsError("give --beta or --ratio, not both")
+        if not (ratio > 0 and ratio != float("inf")):
+            raise SettingsError(f"--ratio must be a finite number > 0, got {ratio}")
+        settings = settings.replace(beta=settings.alpha / ratio)
+    return settings.validated()
+
+
+def _check_folder(path: str, what: str) -> None:
+    folder = Path(path).parent
+    if Path(path).is_dir():
+        raise SettingsError(f"{path}: {what} is a folder")
+    if not folder.is_dir():
+        raise SettingsError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SettingsError(f"{path}: folder {folder} is not writable")
+
+
+class _Reporter:
+    """The progress bar (stderr, tqdm) and intermediate saves: the CLI's callback."""
+
+    def __init__(self, steps: int, output: str, save_every: int | None, quiet: bool) -> None:
+        self.output, self.save_every, self.steps, self.quiet = Path(output), save_every, steps, quiet
+        self.bar: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self.bar is None and not self.quiet:  # opened at the first step: input errors come before any bar
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.steps, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+        if self.bar is not None:
+            losses = progress.losses
+            self.bar.set_postfix_str(f"loss {losses['total']:.4g} content {losses['content']:.3g} "
+                                     f"style {losses['style']:.3g}", refresh=False)
+            self.bar.update(1)
+        if self.save_every and progress.step % self.save_every == 0:
+            path = self.output.with_name(f"{self.output.stem}_step{progress.step:05d}{self.output.suffix}")
+            imageio.save_image(progress.image, path)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    command = args.command
+    task = "transfer" if command == "demo" else command
+    settings = _settings_from(args, task)
+    imageio.check_writable(args.output)
+    if args.log:
+        _check_folder(args.log, "--log")
+    if args.save_every is not None and args.save_every < 1:
+        raise SettingsError(f"--save-every must be a positive integer, got {args.save_every}")
+
+    reporter = _Reporter(settings.steps, args.output, args.save_every, args.quiet)
+    result: Result
+    try:
+        if command == "transfer":
+            result = transfer(args.content, args.style, settings=settings, callback=reporter)
+        elif command == "demo":
+            result = transfer(DEMO_CONTENT, DEMO_STYLE, settings=settings, callback=reporter)
+        elif command == "content":
+            result = reconstruct_content(args.image, layer=args.layer, settings=settings, callback=reporter)
+        else:
+            layers = [name for name, _ in _layer_weights(equal_split=True)(args.layers)]
+            result = synthesize_texture(args.style, layers=layers, settings=settings, callback=reporter)
+    finally:
+        reporter.close()
+    result.save(args.output, log=args.log, extra={"command_line": ["gramstyle", *argv]})
+    if not args.quiet:
+        losses = result.losses
+        print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s, {result.stop_reason}; "
+              f"loss {losses['total']:.4g}) and {args.output}.json", file=sys.stderr)
+
+
+def _list_layers() -> None:
+    print(f"{'layer':8} {'type':5} {'channels':>8} {'stride':>6} {'receptive field':>15}")
+    field, jump = 1, 1
+    for layer in VGG19:
+        field += (2 if layer.kind == "conv" else 1) * jump
+        jump = layer.stride
+        print(f"{layer.name:8} {layer.kind:5} {layer.channels:>8} {layer.stride:>6} {field:>12} px")
+    print("conv layers are read after their ReLU (relu1_1 ... relu5_4 name the same layers).")
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    return f"gramstyle: warning: {message}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning
+    try:
+        if args.command == "layers":
+            _list_layers()
+        else:
+            _run(args, argv)
+    except GramstyleError as exc:
+        print(f"gramstyle: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gramstyle: interrupted; nothing written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
