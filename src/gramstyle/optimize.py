@@ -48,18 +48,24 @@ class OptimizationResult:
 
 
 class LBFGS:
-    """Limited-memory BFGS (Nocedal & Wright, Algorithm 7.4/7.5) that asks for one evaluation per step.
+    """Limited-memory BFGS (Nocedal & Wright, Algorithms 7.4-7.5) that asks for one evaluation per step.
 
     After each evaluation it proposes the next point to evaluate. A proposal that fails the Armijo condition
-    (or whose loss is not finite) is not a disaster: the next proposal backtracks along the same direction.
-    Unlike torch.optim.LBFGS without line search, this never takes an unchecked full step from a curvature
-    estimate made over a tiny first step, which blows the image up on the paper's quartic style loss.
+    (or whose loss is not finite) is not a disaster: the next proposal backtracks along the same path. Unlike
+    torch.optim.LBFGS without line search, it never takes an unchecked full step from a curvature estimate made
+    over a tiny first step, which blows the image up on the paper's quartic style loss.
+
+    With ``bounds`` the pixels stay in the box (a projected quasi-Newton method): pixels held at a bound by
+    the gradient leave the search direction, proposals are projected onto the box, and curvature pairs are
+    taken from the displacement actually made, so they remain true secant pairs. Nothing is clamped inside the
+    loss evaluation, and the image that is optimized is the image that is saved.
     """
 
     c1 = 1e-4  # Armijo's sufficient-decrease constant (Nocedal & Wright's usual value)
 
-    def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05) -> None:
-        self.lr, self.history_size = lr, history_size
+    def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
+                 bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
+        self.lr, self.history_size, self.bounds = lr, history_size, bounds
         self.first_step = first_step  # largest pixel change of the very first step, in [0, 1] units
         self.pairs: list[tuple[Tensor, Tensor, float]] = []  # (s, y, 1 / y.s)
         self.x: Tensor | None = None  # the last accepted point, its loss and gradient
@@ -85,50 +91,66 @@ class LBFGS:
             q.add_(s, alpha=a - b)
         return q
 
-    def _new_direction(self) -> None:
+    def _free(self, x: Tensor, g: Tensor) -> Tensor | None:
+        """Mask of the pixels free to move: not held at a bound by the gradient (None: no bounds)."""
+        if self.bounds is None:
+            return None
+        low, high = self.bounds
+        return ~(((x <= low) & (g > 0)) | ((x >= high) & (g < 0)))
+
+    def _trial(self) -> Tensor:
+        assert self.x is not None and self.d is not None
+        point = self.x + self.t * self.d
+        return point if self.bounds is None else point.clamp_(*self.bounds)
+
+    def _new_direction(self, free: Tensor | None) -> None:
         assert self.g is not None
-        self.d = self._direction(self.g)
-        if float(self.g.dot(self.d)) >= 0:  # not a descent direction: forget the curvature, go downhill
+        d = self._direction(self.g)
+        if free is not None:
+            d = d * free
+        if float(self.g.dot(d)) >= 0:  # not a descent direction: forget the curvature, go downhill
             self.pairs.clear()
-            self.d = self.g.neg()
+            d = self.g.neg() if free is None else self.g.neg() * free
+        self.d = d
         if self.pairs:
             self.t = self.lr
         else:  # no curvature known yet: scale the first step in pixel units
-            self.t = self.lr * self.first_step / max(float(self.d.abs().max()), 1e-30)
+            self.t = self.lr * self.first_step / max(float(d.abs().max()), 1e-30)
 
     def propose(self, x: Tensor, f: float, g: Tensor) -> Tensor | None:
-        """Given f and its gradient g at the point just evaluated, return the next point (None: stationary)."""
+        """Given f and its gradient g at the point just evaluated, return the next point (None: converged)."""
         x, g = x.reshape(-1), g.reshape(-1)
         if self.x is None or self.g is None or self.d is None:
             if not math.isfinite(f):
                 raise OptimizationError("the loss is not finite at the initial image")
-            self.x, self.f, self.g = x.clone(), f, g.clone()
+            self.x, self.f, self.g = x, f, g
         else:
-            slope = float(self.g.dot(self.d))
-            if math.isfinite(f) and f <= self.f + self.c1 * self.t * slope:
+            decrease = float(self.g.dot(x - self.x))  # first-order change along the path actually taken
+            if math.isfinite(f) and f <= self.f + self.c1 * decrease:
                 s, y = x - self.x, g - self.g
                 sy = float(s.dot(y))
                 if sy > 1e-10 * float(y.dot(y)):  # keep only pairs of positive curvature
                     self.pairs.append((s, y, 1.0 / sy))
                     del self.pairs[: -self.history_size]
-                self.x, self.f, self.g = x.clone(), f, g.clone()
+                self.x, self.f, self.g = x, f, g
                 self.rejections = 0
             else:
                 self.rejections += 1
-                if self.rejections > 30:
-                    raise OptimizationError(f"no decrease after {self.rejections} backtracking steps "
-                                            f"(last loss {f}); the objective may be ill-scaled")
-                if math.isfinite(f):  # minimiser of the quadratic through f(0), f'(0) and f(t), safeguarded
+                if self.rejections > 20:  # no decrease even for tiny steps: converged to float precision
+                    return None
+                if math.isfinite(f) and decrease < 0:
+                    # minimiser of the quadratic through f(0), f'(0) and f(t), safeguarded
+                    slope = decrease / self.t
                     t_q = -slope * self.t**2 / (2 * (f - self.f - slope * self.t))
                     self.t = min(max(t_q, 0.1 * self.t), 0.5 * self.t)
                 else:
                     self.t *= 0.1
-                return self.x + self.t * self.d
-        if float(self.g.abs().max()) == 0:
-            return None
-        self._new_direction()
-        assert self.d is not None
-        return self.x + self.t * self.d
+                return self._trial()
+        free = self._free(self.x, self.g)
+        if float((self.g if free is None else self.g * free).abs().max()) == 0:
+            return None  # a stationary point (of the box-constrained problem)
+        self._new_direction(free)
+        return self._trial()
 
 
 class Adam:
@@ -143,6 +165,8 @@ class Adam:
             raise OptimizationError(f"the loss became {f}; try a smaller --lr")
         self.x.grad = g.reshape(self.x.shape)
         self.opt.step()
+        with torch.no_grad():  # projected Adam: pixels stay in [0, 1]
+            self.x.clamp_(0.0, 1.0)
         return self.x.detach().reshape(-1).clone()
 
 
@@ -154,20 +178,24 @@ def _evaluate(loss_fn: LossFunction, x: Tensor) -> tuple[Evaluation, Tensor]:
 
 
 def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = "lbfgs", steps: int = 500, lr: float = 1.0,
-             history_size: int = 50, time_limit: float | None = None,
-             callback: Callback | None = None) -> OptimizationResult:
-    """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``."""
+             history_size: int = 50, time_limit: float | None = None, callback: Callback | None = None,
+             bounds: tuple[float, float] | None = (0.0, 1.0)) -> OptimizationResult:
+    """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
+
+    With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
+    saved 8-bit image loses nothing to clipping.
+    """
     shape = init.shape
     stepper: LBFGS | Adam
     if method == "lbfgs":
-        stepper = LBFGS(lr=lr, history_size=history_size)
+        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds)
     elif method == "adam":
         stepper = Adam(init, lr)
     else:
         raise ValueError(f"unknown optimizer {method!r}")
 
     start = time.perf_counter()
-    x = init.detach().clone()
+    x = init.detach().clone() if bounds is None else init.detach().clamp(*bounds)
     best_loss, best_image = math.inf, x
     history: list[dict[str, float]] = []
     reason, step = "steps", 0

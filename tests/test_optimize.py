@@ -1,0 +1,107 @@
+"""The optimization loop on small analytic problems: convergence, bounds, callbacks, limits, failures."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gramstyle.errors import OptimizationError
+from gramstyle.objective import Evaluation
+from gramstyle.optimize import Progress, optimize
+
+
+def _evaluation(total: torch.Tensor) -> Evaluation:
+    zero = total.new_zeros(())
+    return Evaluation(total, total, zero, zero, {})
+
+
+def quadratic(target: torch.Tensor, scales: torch.Tensor):
+    """f(x) = sum scales * (x - target)^2: an ill-conditioned bowl when scales spread widely."""
+
+    def loss(x: torch.Tensor) -> Evaluation:
+        return _evaluation((scales * (x - target) ** 2).sum())
+
+    return loss
+
+
+@pytest.mark.parametrize("method,steps", [("lbfgs", 150), ("adam", 400)])
+def test_converges_on_an_ill_conditioned_quadratic(method: str, steps: int) -> None:
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+    scales = 10 ** torch.linspace(0, 3, target.numel()).reshape(target.shape)
+    result = optimize(quadratic(target, scales), torch.rand(1, 3, 8, 8), method=method, steps=steps,
+                      lr=1.0 if method == "lbfgs" else 0.05)
+    start = result.history[0]["total"]
+    assert result.best_loss < start * 1e-6
+    assert torch.allclose(result.image, target, atol=1e-2)
+
+
+def test_lbfgs_beats_gradient_scale_of_huge_losses() -> None:
+    # The paper's losses are ~1e11 in float32; the first step is sized in pixels, not by the gradient's norm.
+    target = torch.full((1, 3, 16, 16), 0.5)
+    result = optimize(quadratic(target, torch.full_like(target, 1e12)), torch.zeros_like(target), steps=30)
+    assert math.isfinite(result.best_loss) and result.best_loss < 1e12 * target.numel() * 0.25 * 1e-6
+
+
+def test_every_evaluated_image_stays_in_the_pixel_box() -> None:
+    target = torch.linspace(-1, 2, 3 * 8 * 8).reshape(1, 3, 8, 8)  # optimum partly outside [0, 1]
+    seen: list[torch.Tensor] = []
+
+    def loss(x: torch.Tensor) -> Evaluation:
+        seen.append(x.detach().clone())
+        return _evaluation(((x - target) ** 2).sum())
+
+    result = optimize(loss, torch.rand(1, 3, 8, 8), steps=50)
+    assert all(float(x.min()) >= 0 and float(x.max()) <= 1 for x in seen)
+    assert torch.allclose(result.image, target.clamp(0, 1), atol=1e-4)  # the box-constrained optimum
+    unbounded = optimize(quadratic(target, torch.ones_like(target)), torch.rand(1, 3, 8, 8), steps=50, bounds=None)
+    assert float(unbounded.image.min()) < -0.9 and float(unbounded.image.max()) > 1.9
+
+
+def test_callback_sees_every_step_and_can_cancel() -> None:
+    target = torch.rand(1, 3, 8, 8)
+    steps: list[Progress] = []
+
+    def callback(progress: Progress) -> bool:
+        steps.append(progress)
+        return progress.step == 3
+
+    result = optimize(quadratic(target, torch.ones_like(target)), torch.zeros_like(target), steps=100,
+                      callback=callback)
+    assert result.stop_reason == "cancelled" and result.steps == 3 and len(result.history) == 3
+    assert [p.step for p in steps] == [1, 2, 3] and steps[0].steps == 100
+    assert steps[0].losses["total"] == result.history[0]["total"]
+
+
+def test_time_limit_stops_early_and_keeps_the_best_image() -> None:
+    import time
+
+    target = torch.rand(1, 3, 8, 8)
+
+    def slow(x: torch.Tensor) -> Evaluation:
+        time.sleep(0.05)
+        return _evaluation(((x - target) ** 2).sum())
+
+    # Adam with a tiny step cannot converge in 0.5 s: only the limit can stop it.
+    result = optimize(slow, torch.zeros_like(target), steps=1000, time_limit=0.5, method="adam", lr=1e-4)
+    assert result.stop_reason == "time limit"
+    assert 3 <= result.steps < 12 and result.elapsed < 0.6
+    assert result.best_loss == min(h["total"] for h in result.history)
+
+
+def test_non_finite_loss_is_an_error() -> None:
+    def nan_loss(x: torch.Tensor) -> Evaluation:
+        return _evaluation(x.sum() * float("nan"))
+
+    with pytest.raises(OptimizationError, match="not finite"):
+        optimize(nan_loss, torch.rand(1, 3, 4, 4), steps=5)
+    with pytest.raises(OptimizationError, match="nan"):
+        optimize(nan_loss, torch.rand(1, 3, 4, 4), steps=5, method="adam", lr=0.1)
+
+
+def test_converges_and_stops_at_the_optimum() -> None:
+    target = torch.rand(1, 3, 4, 4)
+    result = optimize(quadratic(target, torch.ones_like(target)), torch.zeros_like(target), steps=500)
+    assert result.stop_reason == "converged" and result.steps < 500
