@@ -120,10 +120,10 @@ def test_user_weights_file_in_torchvision_layout(weights: vgg.LoadedWeights, tmp
         vgg.load_weights(str(path), None)
     del state["features.28.weight"]
     torch.save(state, path)
-    with pytest.raises(WeightsError, match="features.28.weight"):
+    with pytest.raises(WeightsError, match=r"features\.28\.weight"):
         vgg.load_weights(str(path), "caffe")
     (tmp_path / "junk.pth").write_bytes(b"not a state dict")
-    with pytest.raises(WeightsError, match="junk.pth"):
+    with pytest.raises(WeightsError, match=r"junk\.pth"):
         vgg.load_weights(str(tmp_path / "junk.pth"), "torchvision")
     with pytest.raises(WeightsError, match="not found"):
         vgg.load_weights(str(tmp_path / "missing.pth"), "caffe")
