@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,32 +37,44 @@ def _describe(source: ImageLike) -> str:
 def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
     """Open a file (or take a PIL image) and return an RGB PIL image, EXIF orientation applied.
 
-    The pixel count is checked from the header, before the pixels are decoded (decompression bombs).
+    The pixel count is checked from the header, before the pixels are decoded (decompression bombs). An animated
+    image gives its first frame, with a warning. The file is closed before this returns, on success or failure.
     """
     name = _describe(source)
     if isinstance(source, Image.Image):
-        image = source
-    else:
-        path = Path(source)
+        return _decode(source, name, max_pixels)
+    path = Path(source)
+    try:
         if not path.exists():
             raise ImageError(f"{name}: no such file")
         if path.is_dir():
             raise ImageError(f"{name}: is a folder, not an image file")
-        try:
-            if path.stat().st_size == 0:
-                raise ImageError(f"{name}: empty file (0 bytes)")
-            with warnings.catch_warnings():
-                # We apply our own limit below; PIL's bomb warning would only duplicate it.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(path)
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(f"{name}: not an image file (unrecognised format)") from None
-        except Image.DecompressionBombError:
-            raise ImageError(f"{name}: too many pixels (decompression bomb?)") from None
-        except OSError as exc:
-            raise ImageError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name}: empty file (0 bytes)")
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot be read ({exc.strerror or _first_line(exc)})") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise ImageError(f"{name}: not a usable file name ({_first_line(exc)})") from None
+    try:
+        with _pil_limit_lifted():
+            # Our own limit (max_pixels) is applied below; PIL's global one would refuse or warn with other words.
+            image = Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (unrecognised format)") from None
+    except OSError as exc:
+        if exc.errno is not None:  # a real I/O error: permissions, a device error
+            raise ImageError(f"{name}: cannot be read ({exc.strerror or _first_line(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt image ({_first_line(exc)})") from None
+    except Exception as exc:  # PIL's format plugins raise many kinds of exception on malformed headers
+        raise ImageError(f"{name}: truncated or corrupt image ({_first_line(exc)})") from None
+    with image:
+        rgb = _decode(image, name, max_pixels)
+        # A file-backed image must not outlive the `with`: `_decode` may hand back the very same object.
+        return rgb.copy() if rgb is image else rgb
+
+
+def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
+    """Check the size from the header, then decode the (first frame's) pixels, orient them and make them RGB."""
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} = {width * height} pixels is more than the limit of "
@@ -68,45 +82,88 @@ def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageError(f"{name}: has no pixels ({width}x{height})")
     frames = getattr(image, "n_frames", 1)
-    if frames > 1:
-        warnings.warn(f"{name}: has {frames} frames; using the first", stacklevel=2)
-        image.seek(0)
+    # MPO (most phone cameras' JPEGs) stores the photo first, then previews or depth maps: not an animation.
+    if frames > 1 and image.format != "MPO":
+        warnings.warn(f"{name}: has {frames} frames; using the first", stacklevel=3)
     try:
+        if frames > 1:
+            image.seek(0)
         image.load()
         image = ImageOps.exif_transpose(image) or image
-        return to_rgb(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # malformed data raises OSError, SyntaxError, ValueError, struct.error, EOFError...
+        message = _first_line(exc)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise ImageError(f"{name}: cannot be read ({exc.strerror or message})") from None
         if "truncated" in message or "broken data stream" in message:
             raise ImageError(f"{name}: truncated or corrupt image ({message})") from None
         raise ImageError(f"{name}: cannot be decoded ({message})") from None
+    try:
+        return to_rgb(image)
+    except ValueError as exc:
+        raise ImageError(f"{name}: cannot be converted from mode {image.mode} to RGB ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_limit_lifted() -> Iterator[None]:
+    """Switch off PIL's global decompression-bomb limit while a header is read, so that `max_pixels` decides alone.
+
+    PIL refuses more than 2 * MAX_IMAGE_PIXELS (~179 MP) in `Image.open`, whatever --max-pixels says. The lock keeps
+    two threads of ours from restoring each other's value.
+    """
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB: transparency composited on white, 16-bit and float modes rescaled."""
+    """Convert any PIL mode to 8-bit RGB: transparency composited on white, 16-bit and float modes rescaled.
+
+    16-bit and 32-bit integer grey ("I;16*", "I") is read as 16-bit: 0..65535 -> 0..255, which is what PIL's PNG,
+    PNM and TIFF readers produce for 16-bit files. Float grey ("F") is read as 0..1 when all its finite values are at
+    most 1, else as 0..255 (values outside are clipped; NaN is black). Any transparency in those two is ignored.
+    """
     mode = image.mode
-    if mode == "RGB":
-        return image
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("RGBA", "LA", "RGBa", "La", "PA") or (mode in ("L", "RGB") and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
     if mode.startswith("I;16") or mode == "I":
-        # 16-bit integer grey: PIL's own conversion to L clips at 255 instead of rescaling.
+        # PIL's own conversion to L clips at 255 instead of rescaling.
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if array.max() > 255 or mode.startswith("I;16") else 255.0
-        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        grey = np.clip(array / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if mode == "F":
         array = np.asarray(image, dtype=np.float64)
-        peak = 1.0 if array.max() <= 1.0 else 255.0
-        grey = np.clip(np.nan_to_num(array) / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        finite = array[np.isfinite(array)]
+        peak = 1.0 if finite.size == 0 or finite.max() <= 1.0 else 255.0
+        array = np.nan_to_num(array, nan=0.0, posinf=peak, neginf=0.0)
+        grey = np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
-    # L, 1, CMYK, YCbCr, LAB, HSV: PIL's conversions are colorimetrically what we want.
+    if mode == "La":
+        image = image.convert("LA")  # PIL converts premultiplied La to LA, not straight to RGBA
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if image.mode == "RGB":
+        return image
+    # L, 1, P, CMYK, YCbCr, HSV: PIL's conversions are what we want. (LAB and CMYK ignore any ICC profile.)
     return image.convert("RGB")
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """An alpha channel, a transparent colour (L, RGB, P: PNG tRNS, GIF) or a palette with alpha."""
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return True
+    return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
 
 
 def resize_longest(image: Image.Image, longest: int, name: str = "image") -> Image.Image:
@@ -129,10 +186,13 @@ def to_tensor(image: Image.Image) -> Tensor:
 
 
 def to_pil(tensor: Tensor) -> Image.Image:
-    """(1, 3, h, w) or (3, h, w) tensor -> 8-bit RGB PIL image; values are clipped to [0, 1] and rounded."""
-    if tensor.dim() == 4:
+    """(1, 3, h, w) or (3, h, w) tensor -> 8-bit RGB PIL image; values are clipped to [0, 1] and rounded, NaN -> 0."""
+    if tensor.dim() == 4 and tensor.shape[0] == 1:
         tensor = tensor[0]
-    array = tensor.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    if tensor.dim() != 3 or tensor.shape[0] != 3:
+        raise ValueError(f"to_pil needs a (1, 3, h, w) or (3, h, w) tensor, not {tuple(tensor.shape)}")
+    values = torch.nan_to_num(tensor.detach().float(), nan=0.0).clamp(0, 1)
+    array = values.mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
     return Image.fromarray(array, "RGB")
 
 
@@ -156,27 +216,46 @@ def output_format(path: str | os.PathLike[str]) -> str:
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail before any work if `path` cannot be written: bad extension, missing or read-only folder."""
+    """Fail before any work if `path` cannot be written: a folder, bad extension, missing or read-only folder."""
     path = Path(path)
-    output_format(path)
-    folder = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
-    if not folder.is_dir():
+    output_format(path)
+    folder = _folder(path)
+    if not folder.exists():
         raise ImageError(f"{path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ImageError(f"{path}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ImageError(f"{path}: folder {folder} is not writable")
     return path
+
+
+def _folder(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _new_file_mode(path: Path) -> int:
+    """The permissions a plain `open(path, "w")` would give: the existing file's, else 0o666 less the umask."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = 0o022
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it over the target, else delete it.
 
-    A reader never sees a half-written file, and an existing file survives any failure.
+    A reader never sees a half-written file, and an existing file survives any failure: an OSError while writing
+    becomes an ImageError, any other exception passes through; either way the temporary file is removed.
     """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = _folder(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
     except OSError as exc:
@@ -185,12 +264,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; an output is an ordinary file
+        os.chmod(tmp_path, _new_file_mode(path))  # mkstemp creates 0600; an output is an ordinary file
+        with open(tmp_path, "r+b") as written:
+            os.fsync(written.fileno())  # the data is on disk before the rename makes it the file
         os.replace(tmp_path, path)
     except OSError as exc:
         raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
-        if tmp_path.exists():
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
 
 
