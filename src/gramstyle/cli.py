@@ -78,6 +78,25 @@ def _layer_weights(equal_split: bool) -> Callable[[str], tuple[tuple[str, float]
     return parse
 
 
+def _layer_name(text: str) -> str:
+    """One layer name, e.g. conv4_1 (relu4_1 is the same layer)."""
+    try:
+        return canonical_layer(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _layer_names(text: str) -> tuple[str, ...]:
+    """'conv1_1,conv2_1': names only; the texture's layers are always weighted equally."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected at least one layer, e.g. conv1_1,conv2_1")
+    if any(":" in item for item in items):
+        raise argparse.ArgumentTypeError(f"expected layer names without weights (they are weighted equally), "
+                                         f"got {text!r}")
+    return tuple(_layer_name(item) for item in items)
+
+
 def _floats(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in text.split(","))
@@ -88,14 +107,26 @@ def _floats(text: str) -> tuple[float, ...]:
 def _width_height(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     try:
-        if sep:
-            return int(width), int(height)
+        size = (int(width), int(height)) if sep else None
     except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x384, got {text!r}")
+        size = None
+    if size is None:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x384, got {text!r}")
+    if min(size) < imageio.MIN_SIDE:
+        raise argparse.ArgumentTypeError(f"each side must be at least {imageio.MIN_SIDE} px, got {text!r}")
+    return size
+
+
+def _seed(text: str) -> int:
+    """An integer torch's generators accept: -2**63 ... 2**64 - 1."""
+    seed: int = _number(int, "an integer")(text)
+    if not -(2**63) <= seed < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer from -2**63 to 2**64-1, got {text!r}")
+    return seed
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
+    "seed": _seed,
     "content_layers": _layer_weights(equal_split=False),
     "style_layers": _layer_weights(equal_split=True),
     "style_blend": _floats,
@@ -180,13 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("content", help="reconstruct an image from one layer's response (Fig. 1, top row)")
     p.add_argument("image", help="the image to reconstruct")
-    p.add_argument("--layer", default="conv4_1", help="the layer whose response is matched [default: conv4_1]")
+    p.add_argument("--layer", default="conv4_1", type=_layer_name,
+                   help="the layer whose response is matched [default: conv4_1]")
     _add_settings(p, "content")
     _add_outputs(p)
 
     p = sub.add_parser("texture", help="synthesize a texture from Gram matrices (Fig. 1, bottom row)")
     p.add_argument("style", help="the style image (texture source)")
-    p.add_argument("--layers", default="conv1_1,conv2_1,conv3_1,conv4_1,conv5_1",
+    p.add_argument("--layers", default=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), type=_layer_names,
                    help="style layers, equally weighted [default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
     _add_settings(p, "texture")
     _add_outputs(p)
@@ -251,7 +283,11 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     command = args.command
     task = "transfer" if command == "demo" else command
     settings = _settings_from(args, task)
+    if not args.output:
+        raise SettingsError("-o/--output: give a file name such as out.png")
     imageio.check_writable(args.output)
+    if Path(args.output + ".json").is_dir():  # the record is written after the image: fail before both
+        raise SettingsError(f"{args.output}.json: the run record's path is a folder")
     if args.log:
         _check_folder(args.log, "--log")
     if args.save_every is not None and args.save_every < 1:
@@ -267,8 +303,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
         elif command == "content":
             result = reconstruct_content(args.image, layer=args.layer, settings=settings, callback=reporter)
         else:
-            layers = [name for name, _ in _layer_weights(equal_split=True)(args.layers)]
-            result = synthesize_texture(args.style, layers=layers, settings=settings, callback=reporter)
+            result = synthesize_texture(args.style, layers=args.layers, settings=settings, callback=reporter)
     finally:
         reporter.close()
     result.save(args.output, log=args.log, extra={"command_line": ["gramstyle", *argv]})
@@ -305,8 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GramstyleError as exc:
         print(f"gramstyle: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except MemoryError:  # e.g. a huge --size: the library resizes before it could know
+        print("gramstyle: error: out of memory; try a smaller --size or --style-size", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("gramstyle: interrupted; nothing written", file=sys.stderr)
+        # --save-every may have written intermediates; the output and its record are written only at the end
+        print(f"gramstyle: interrupted; {getattr(args, 'output', None) or 'nothing'} not written", file=sys.stderr)
         return 130
     return 0
 

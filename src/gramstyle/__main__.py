@@ -1,0 +1,8 @@
+"""``python -m gramstyle``: the command line (see `gramstyle.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
