@@ -132,8 +132,10 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise SettingsError(f"{_flag(name)} must be a positive integer, got {value}")
-        if self.output_size is not None and min(self.output_size) < 1:
+        if self.output_size is not None and (len(self.output_size) != 2 or min(self.output_size) < 1):
             raise SettingsError(f"--output-size must be two positive integers, got {self.output_size}")
+        if not 0 <= self.seed < 2**63:
+            raise SettingsError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
         if self.style_size is not None and self.style_size < 1:
             raise SettingsError(f"--style-size must be a positive integer, got {self.style_size}")
         for name in ("alpha", "beta", "tv_weight"):

@@ -11,7 +11,7 @@ import stat
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -166,11 +166,18 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode == "P" and image.palette is not None and image.palette.mode == "RGBA"
 
 
-def resize_longest(image: Image.Image, longest: int, name: str = "image") -> Image.Image:
-    """Resize so that the longest side is `longest` pixels (Lanczos), keeping the aspect ratio."""
+def resize_longest(image: Image.Image, longest: int, name: str = "image",
+                   max_pixels: int | None = None) -> Image.Image:
+    """Resize so that the longest side is `longest` pixels (Lanczos), keeping the aspect ratio.
+
+    The target size is checked before resizing: at least MIN_SIDE on the shorter side, at most `max_pixels`.
+    """
     width, height = image.size
     scale = longest / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(f"{name}: resizing to {longest} px gives {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
+                         f"more than the limit of {max_pixels} (--max-pixels); use a smaller --size or --style-size")
     if min(size) < MIN_SIDE:
         raise ImageError(f"{name}: {size[0]}x{size[1]} after resizing to {longest} px; the shorter side must be at "
                          f"least {MIN_SIDE} px (use a larger --size or a less elongated image)")
@@ -200,7 +207,7 @@ def load_image(source: ImageLike, longest: int | None = None, max_pixels: int = 
     """File or PIL image -> (1, 3, h, w) RGB tensor in [0, 1], longest side resized to `longest`."""
     image = open_image(source, max_pixels)
     if longest is not None:
-        image = resize_longest(image, longest, _describe(source))
+        image = resize_longest(image, longest, _describe(source), max_pixels)
     elif min(image.size) < MIN_SIDE:
         raise ImageError(f"{_describe(source)}: {image.size[0]}x{image.size[1]} is too small; the shorter side "
                          f"must be at least {MIN_SIDE} px")
@@ -248,40 +255,62 @@ def _new_file_mode(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it over the target, else delete it.
+def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """Yield one temporary path per target, each in its target's folder; when the block succeeds, rename them
+    all over their targets, else delete them.
 
-    A reader never sees a half-written file, and an existing file survives any failure: an OSError while writing
-    becomes an ImageError, any other exception passes through; either way the temporary file is removed.
+    A reader never sees a half-written file, and existing files survive any failure while writing: all files
+    are complete on disk before the first rename, so an image is never replaced without its run record. An
+    OSError becomes an ImageError naming the target; any other exception passes through; temporary files go.
     """
-    path = Path(path)
-    folder = _folder(path)
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _new_file_mode(path))  # mkstemp creates 0600; an output is an ordinary file
-        with open(tmp_path, "r+b") as written:
-            os.fsync(written.fileno())  # the data is on disk before the rename makes it the file
-        os.replace(tmp_path, path)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        for path in targets:
+            folder = _folder(path)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
+            except OSError as exc:
+                raise ImageError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
+            os.close(fd)
+            temps.append(Path(tmp))
+        current = targets[0]
+        try:
+            yield temps
+            for current, tmp_path in zip(targets, temps, strict=True):
+                os.chmod(tmp_path, _new_file_mode(current))  # mkstemp creates 0600; an output is an ordinary file
+                with open(tmp_path, "r+b") as written:
+                    os.fsync(written.fileno())  # the data is on disk before the rename makes it the file
+            for current, tmp_path in zip(targets, temps, strict=True):
+                os.replace(tmp_path, current)
+        except OSError as exc:
+            raise ImageError(f"{current}: cannot write ({exc.strerror or exc})") from None
     finally:
-        with contextlib.suppress(OSError):
-            tmp_path.unlink()
+        for tmp_path in temps:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """`atomic_paths` for a single file."""
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+def encode_image(image: Image.Image | Tensor, tmp: Path, target: str | os.PathLike[str]) -> None:
+    """Write an 8-bit RGB image to `tmp` in the format of `target`'s extension (PNG, JPEG, WebP, TIFF)."""
+    fmt = output_format(target)
+    pil = to_pil(image) if isinstance(image, Tensor) else to_rgb(image)
+    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}.get(fmt, {})
+    pil.save(tmp, format=fmt, **options)
 
 
 def save_image(image: Image.Image | Tensor, path: str | os.PathLike[str]) -> Path:
     """Write an 8-bit RGB image atomically; the format follows the extension (PNG, JPEG, WebP, TIFF)."""
-    fmt = output_format(path)
-    pil = to_pil(image) if isinstance(image, Tensor) else to_rgb(image)
-    options = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}.get(fmt, {})
+    output_format(path)
     with atomic_path(path) as tmp:
-        pil.save(tmp, format=fmt, **options)
+        encode_image(image, tmp, path)
     return Path(path)
 
 

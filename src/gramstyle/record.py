@@ -67,9 +67,12 @@ def history_csv(history: list[dict[str, float]]) -> str:
 
 
 def save_result(result: Result, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
-    """Image first, then its record (and the CSV): a record never describes an image that is not there."""
+    """The image, its record and optionally the CSV, all or none: each is written in full before any replaces
+    its target, so an image never stands without its record."""
     imageio.check_writable(path)
-    imageio.save_image(result.image, path)
-    imageio.write_text(json.dumps(record(result, str(path), extra), indent=2) + "\n", str(path) + ".json")
-    if log is not None:
-        imageio.write_text(history_csv(result.history), log)
+    targets = [path, str(path) + ".json", *([log] if log is not None else [])]
+    with imageio.atomic_paths(targets) as temps:
+        imageio.encode_image(result.image, temps[0], path)
+        temps[1].write_text(json.dumps(record(result, str(path), extra), indent=2) + "\n", encoding="utf-8")
+        if log is not None:
+            temps[2].write_text(history_csv(result.history), encoding="utf-8")

@@ -70,7 +70,7 @@ def resolve_device(name: str) -> torch.device:
     elif device.type == "mps":
         if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
             raise SettingsError(f"--device {name}: MPS is not available on this machine")
-    elif device.type != "cpu":
+    elif device.type != "cpu" or device.index not in (None, 0):
         raise SettingsError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return device
 
@@ -149,11 +149,14 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
         raise SettingsError(f"--style-blend has {len(settings.style_blend)} weights for {len(style_images)} "
                             "style image(s)")
 
-    content_layers = settings.content_layers if content_image is not None else ()
-    style_layers = settings.style_layers if style_images else ()
+    # A part of eq. 7 takes part when it has an image, a positive weight and a layer of positive weight.
+    content_layers = settings.content_layers if content_image is not None and settings.alpha > 0 else ()
+    style_layers = settings.style_layers if style_images and settings.beta > 0 else ()
+    content_layers = tuple((name, w) for name, w in content_layers if w > 0)
+    style_layers = tuple((name, w) for name, w in style_layers if w > 0)
     layers = [canonical_layer(name) for name, _ in (*content_layers, *style_layers)]
     if not layers:
-        raise SettingsError("no layers to match: give content layers, style layers, or both")
+        raise SettingsError("nothing to optimize: alpha, beta and the layer weights leave no term of the loss")
 
     if content_image is not None:
         shape = (content_image.shape[2], content_image.shape[3])
@@ -162,8 +165,9 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
     else:
         shape = (style_images[0].shape[2], style_images[0].shape[3])
     if min(shape) < imageio.MIN_SIDE:
-        raise SettingsError(f"the output would be {shape[1]}x{shape[0]}; each side must be at least "
-                            f"{imageio.MIN_SIDE} px")
+        raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: each side must be at least {imageio.MIN_SIDE} px")
+    if shape[0] * shape[1] > settings.max_pixels:
+        raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: more pixels than --max-pixels {settings.max_pixels}")
     init = initial_image(settings.init, shape, settings.seed, content_image,
                          style_images[0] if style_images else None, settings.max_pixels)
 

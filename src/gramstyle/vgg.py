@@ -219,12 +219,12 @@ def load_torchvision_weights() -> LoadedWeights:
 
 def load_weights_file(path: str | Path, preprocessing: str | None) -> LoadedWeights:
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found (--weights takes caffe, torchvision or a file)")
     if preprocessing is None:
         raise SettingsError(f"{path}: a weights file needs --preprocessing caffe or torchvision")
     if preprocessing not in PREPROCESSING:
         raise SettingsError(f"--preprocessing must be caffe or torchvision, got {preprocessing!r}")
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
