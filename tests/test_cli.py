@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
+import gramstyle
 from gramstyle import cli
 from gramstyle.config import Settings
 from gramstyle.vgg import CAFFE_WEIGHTS_SHA256
@@ -103,7 +103,7 @@ def assert_common_record(record: dict[str, Any], output: Path, task: str, size: 
     assert record["size"] == list(size)
     assert record["seed"] == record["settings"]["seed"]
     assert record["versions"]["torch"] == torch.__version__
-    assert record["versions"]["gramstyle"] == metadata.version("gramstyle")
+    assert record["versions"]["gramstyle"] == gramstyle.__version__
     assert record["weights"]["sha256"] == CAFFE_WEIGHTS_SHA256
     assert record["weights"]["source"] == "caffe"
     assert record["device"].split(":")[0] in ("cpu", "cuda", "mps")

@@ -104,9 +104,10 @@ def test_blended_styles_and_pil_inputs() -> None:
 
 
 def test_seed_makes_noise_runs_reproducible() -> None:
-    a = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=1)
-    b = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=1)
-    c = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=2)
+    # On the CPU: GPU kernels need not be bit-identical from run to run.
+    a = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=1, device="cpu")
+    b = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=1, device="cpu")
+    c = gramstyle.synthesize_texture(DEMO_STYLE, size=64, steps=5, seed=2, device="cpu")
     assert a.image.tobytes() == b.image.tobytes() != c.image.tobytes()
 
 

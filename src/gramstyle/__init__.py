@@ -1,5 +1,6 @@
 """gramstyle: Gatys, Ecker & Bethge's "A Neural Algorithm of Artistic Style" (2015) on the original VGG-19."""
 
+from ._version import __version__
 from .config import Settings
 from .errors import GramstyleError, ImageError, OptimizationError, SettingsError, WeightsError
 from .optimize import Progress
@@ -14,6 +15,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "WeightsError",
+    "__version__",
     "reconstruct_content",
     "synthesize_texture",
     "transfer",

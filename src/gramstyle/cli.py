@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import image as imageio
+from .assets import DEMO_CONTENT, DEMO_STYLE
 from .config import Settings
 from .errors import GramstyleError, SettingsError
 from .optimize import Progress
 from .stylize import Result, reconstruct_content, synthesize_texture, transfer
 from .vgg import VGG19, canonical_layer
-
-DATA = Path(__file__).parent / "data"
-DEMO_CONTENT = DATA / "tubingen.jpg"
-DEMO_STYLE = DATA / "starry_night.jpg"
 
 EXIT_USAGE = 2
 

@@ -62,8 +62,9 @@ class Settings:
     # --- the network -------------------------------------------------------------------------------------------
     weights: Weights = field(
         default="caffe",
-        metadata=_opt("VGG-19 weights: caffe (the paper's original network), torchvision (needs the optional "
-                      "download), or a path to a state dict in torchvision's key layout"),
+        metadata=_opt("VGG-19 weights: caffe (the original network), caffe-normalized (the paper's normalised "
+                      "network, to which its alpha/beta values belong), torchvision (needs the optional download), "
+                      "or a path to a state dict in torchvision's key layout"),
     )
     preprocessing: Preprocessing | None = field(
         default=None,

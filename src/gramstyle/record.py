@@ -8,7 +8,6 @@ import datetime as _dt
 import io
 import json
 import platform
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,17 +15,14 @@ import PIL
 import torch
 
 from . import image as imageio
+from ._version import __version__
 
 if TYPE_CHECKING:  # only for annotations: the record is written for results, it does not make them
     from .stylize import Result
 
 
 def versions() -> dict[str, str]:
-    try:
-        own = metadata.version("gramstyle")
-    except metadata.PackageNotFoundError:  # running from a source tree
-        own = "unknown"
-    return {"gramstyle": own, "python": platform.python_version(), "torch": torch.__version__,
+    return {"gramstyle": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "pillow": PIL.__version__, "numpy": np.__version__}
 
 
