@@ -220,6 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, "texture")
     _add_outputs(p)
 
+    p = sub.add_parser("figures", help="regenerate the paper's Figures 1-3 into a folder (resumable)")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER",
+                   help="folder for panels/, fig1.png, fig2.png, fig3.png and results.json")
+    p.add_argument("--size", type=_number(int, "an integer"), default=512,
+                   help="longest side of every panel [default: 512, the paper's]; 128 for a quick look")
+    p.add_argument("--steps", type=_number(int, "an integer"), default=500, help="steps per panel [default: 500]")
+    p.add_argument("--only", action="append", choices=("fig1", "fig2", "fig3"),
+                   help="make only this figure (repeatable) [default: all]")
+    p.add_argument("--jobs", type=_number(int, "an integer"), default=1,
+                   help="panels run in parallel processes [default: 1]")
+    p.add_argument("--picasso", metavar="IMAGE",
+                   help="Picasso's Femme nue assise for Fig. 2 E (not bundled: still under copyright)")
+    p.add_argument("--weights", default="caffe-normalized",
+                   help="VGG-19 weights [default: caffe-normalized, the paper's network]")
+    p.add_argument("--init", default="noise", help="initial image [default: noise, as in the paper]")
+    p.add_argument("--device", default="auto", help="device: auto, cpu, cuda, cuda:N or mps [default: auto]")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
     return parser
 
@@ -310,6 +328,29 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
               f"loss {losses['total']:.4g}) and {args.output}.json", file=sys.stderr)
 
 
+def _figures(args: argparse.Namespace) -> None:
+    from .figures import Panel, make_figures
+
+    folder = Path(args.output)
+    if folder.exists() and not folder.is_dir():
+        raise SettingsError(f"{folder}: exists and is not a folder")
+    if not folder.parent.is_dir() or not os.access(folder.parent, os.W_OK | os.X_OK):
+        raise SettingsError(f"{folder}: folder {folder.parent} does not exist or is not writable")
+    done = [0]
+
+    def report(panel: Panel, record: dict[str, Any]) -> None:
+        done[0] += 1
+        if not args.quiet:
+            print(f"[{done[0]}] {panel.id}: loss {record['final_losses']['total']:.4g}, "
+                  f"{record['elapsed_seconds']:.1f} s", file=sys.stderr, flush=True)
+
+    make_figures(str(folder), size=args.size, steps=args.steps, only=args.only or ("fig1", "fig2", "fig3"),
+                 jobs=args.jobs, picasso=args.picasso, on_panel=report, weights=args.weights, init=args.init,
+                 device=args.device)
+    if not args.quiet:
+        print(f"wrote {folder}/fig*.png and {folder}/results.json", file=sys.stderr)
+
+
 def _list_layers() -> None:
     print(f"{'layer':8} {'type':5} {'channels':>8} {'stride':>6} {'receptive field':>15}")
     field, jump = 1, 1
@@ -332,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "layers":
             _list_layers()
+        elif args.command == "figures":
+            _figures(args)
         else:
             _run(args, argv)
     except GramstyleError as exc:
