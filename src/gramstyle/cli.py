@@ -232,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="panels run in parallel processes [default: 1]")
     p.add_argument("--picasso", metavar="IMAGE",
                    help="Picasso's Femme nue assise for Fig. 2 E (not bundled: still under copyright)")
+    p.add_argument("--ratio-scale", type=_number(float, "a number"), default=1.0,
+                   help="multiply every alpha/beta of the paper by this [default: 1, the paper's values]; 1e-3 "
+                        "gives this implementation's normalised network the paper's balance (see docs/gallery.md)")
     p.add_argument("--weights", default="caffe-normalized",
                    help="VGG-19 weights [default: caffe-normalized, the paper's network]")
     p.add_argument("--init", default="noise", help="initial image [default: noise, as in the paper]")
@@ -345,8 +348,8 @@ def _figures(args: argparse.Namespace) -> None:
                   f"{record['elapsed_seconds']:.1f} s", file=sys.stderr, flush=True)
 
     make_figures(str(folder), size=args.size, steps=args.steps, only=args.only or ("fig1", "fig2", "fig3"),
-                 jobs=args.jobs, picasso=args.picasso, on_panel=report, weights=args.weights, init=args.init,
-                 device=args.device)
+                 jobs=args.jobs, picasso=args.picasso, ratio_scale=args.ratio_scale, on_panel=report,
+                 weights=args.weights, init=args.init, device=args.device)
     if not args.quiet:
         print(f"wrote {folder}/fig*.png and {folder}/results.json", file=sys.stderr)
 

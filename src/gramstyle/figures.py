@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import textwrap
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ def paper_settings(size: int, steps: int, **overrides: Any) -> Settings:
     return base.replace(**overrides)
 
 
-def panels(size: int = 512, steps: int = 500, picasso: str | None = None, **overrides: Any) -> list[Panel]:
-    """Every panel of Figures 1-3 with its settings."""
+def panels(size: int = 512, steps: int = 500, picasso: str | None = None, ratio_scale: float = 1.0,
+           **overrides: Any) -> list[Panel]:
+    """Every panel of Figures 1-3 with its settings; ``ratio_scale`` multiplies every alpha/beta of the paper."""
     s = paper_settings(size, steps, **overrides)
     out: list[Panel] = []
     for i, layer in enumerate(LAYERS):  # Fig. 1, top: content reconstructions a-e
@@ -73,16 +75,17 @@ def panels(size: int = 512, steps: int = 500, picasso: str | None = None, **over
         fig2.append(("E", "Picasso", picasso, 1e-4))
     for i, (letter, painter, path, ratio) in enumerate(fig2):  # Fig. 2 B-E: alpha/beta as in the paper
         out.append(Panel("fig2", f"fig2_{letter}_{painter.lower().replace(' ', '_')}", "transfer",
-                         f"{letter}: {painter}, a/b={ratio:g}",
-                         s.replace(content_layers=PAPER_CONTENT_LAYERS, alpha=1.0, beta=1.0 / ratio),
+                         f"{letter}: {painter}  a/b={ratio * ratio_scale:g}",
+                         s.replace(content_layers=PAPER_CONTENT_LAYERS, alpha=1.0, beta=1.0 / (ratio * ratio_scale)),
                          content=str(TUBINGEN), style=path, row=0, column=i))
     for r in range(len(LAYERS)):  # Fig. 3: rows of nested style layers x columns of alpha/beta
         subset = LAYERS[: r + 1]
         for c, ratio in enumerate(FIG3_RATIOS):
             out.append(Panel("fig3", f"fig3_{subset[-1]}_{ratio:.0e}", "transfer",
-                             f"..{subset[-1]}, a/b={ratio:.0e}",
+                             f"..{subset[-1]}  a/b={ratio * ratio_scale:.0e}",
                              s.replace(style_layers=tuple((n, 1 / len(subset)) for n in subset),
-                                       content_layers=PAPER_CONTENT_LAYERS, alpha=1.0, beta=1.0 / ratio),
+                                       content_layers=PAPER_CONTENT_LAYERS, alpha=1.0,
+                                       beta=1.0 / (ratio * ratio_scale)),
                              content=str(TUBINGEN), style=str(STARRY_NIGHT), row=r, column=c))
     return out
 
@@ -130,13 +133,15 @@ def compose(cells: dict[tuple[int, int], tuple[Image.Image, str]], title: str, c
     rows = 1 + max(r for r, _ in cells)
     columns = 1 + max(c for _, c in cells)
     cell_height = max(round(im.height * cell_width / im.width) for im, _ in cells.values())
-    font_size = max(10, cell_width // 16)
+    font_size = max(11, cell_width // 15)
     caption, margin = font_size + 8, 6
-    head = font_size * 2 + 8
-    grid = Image.new("RGB", (columns * (cell_width + margin) + margin,
-                             head + rows * (cell_height + caption + margin) + margin), "white")
+    width = columns * (cell_width + margin) + margin
+    lines = textwrap.wrap(title, width=max(20, int(width / (font_size * 0.55))))
+    head = len(lines) * (font_size + 4) + 8
+    grid = Image.new("RGB", (width, head + rows * (cell_height + caption + margin) + margin), "white")
     draw = ImageDraw.Draw(grid)
-    draw.text((margin, 4), title, fill="black", font=_font(font_size))
+    for i, line in enumerate(lines):
+        draw.text((margin, 4 + i * (font_size + 4)), line, fill="black", font=_font(font_size))
     for (r, c), (im, label) in cells.items():
         x = margin + c * (cell_width + margin)
         y = head + r * (cell_height + caption + margin)
@@ -157,8 +162,9 @@ TITLES = {
 
 
 def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequence[str] = FIGURES,
-                 jobs: int = 1, picasso: str | None = None, on_panel: Callable[[Panel, dict[str, Any]], None]
-                 | None = None, **overrides: Any) -> dict[str, Any]:
+                 jobs: int = 1, picasso: str | None = None, ratio_scale: float = 1.0,
+                 on_panel: Callable[[Panel, dict[str, Any]], None] | None = None,
+                 **overrides: Any) -> dict[str, Any]:
     """Run (or resume) every panel of the chosen figures, then write the grids and results.json."""
     unknown = set(only) - set(FIGURES)
     if unknown:
@@ -169,7 +175,9 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
         imageio.open_image(picasso)  # a bad path fails now, not after an hour of other panels
     out = Path(folder)
     (out / "panels").mkdir(parents=True, exist_ok=True)
-    chosen = [p for p in panels(size, steps, picasso, **overrides) if p.figure in only]
+    if not (ratio_scale > 0 and ratio_scale != float("inf")):
+        raise SettingsError(f"--ratio-scale must be a finite number > 0, got {ratio_scale}")
+    chosen = [p for p in panels(size, steps, picasso, ratio_scale, **overrides) if p.figure in only]
     for p in chosen:
         p.settings.validated()
     records: dict[str, dict[str, Any]] = {}
@@ -195,7 +203,8 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
                 with Image.open(_panel_files(out, p)[0]) as im:
                     cells[(p.row, p.column)] = (im.convert("RGB"), p.label)
         if cells:
-            imageio.save_image(compose(cells, TITLES[figure], cell_width=min(size, 384)), out / f"{figure}.png")
+            cell_width = max(192, min(size, 384))  # small panels are enlarged so that captions fit
+            imageio.save_image(compose(cells, TITLES[figure], cell_width), out / f"{figure}.png")
     results = _merge_results(out / "results.json", chosen, records)
     imageio.write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
     return results
