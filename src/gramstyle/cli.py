@@ -233,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--picasso", metavar="IMAGE",
                    help="Picasso's Femme nue assise for Fig. 2 E (not bundled: still under copyright)")
     p.add_argument("--ratio-scale", type=_number(float, "a number"), default=1.0,
-                   help="multiply every alpha/beta of the paper by this [default: 1, the paper's values]; 1e-3 "
-                        "gives this implementation's normalised network the paper's balance (see docs/gallery.md)")
+                   help="multiply every alpha/beta of the paper by this [default: 1, the paper's values]; values "
+                        "below 1 give more style (1e-5 comes near the paper's look at 512 px; docs/gallery.md)")
     p.add_argument("--weights", default="caffe-normalized",
                    help="VGG-19 weights [default: caffe-normalized, the paper's network]")
     p.add_argument("--init", default="noise", help="initial image [default: noise, as in the paper]")
