@@ -146,7 +146,8 @@ def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
 _NETWORK = ("weights", "preprocessing", "pooling")
 _RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "max_pixels")
 _FIELDS = {
-    "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "tv_weight", *_NETWORK,
+    "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "preserve_color", "color_match",
+                 "tv_weight", *_NETWORK,
                  "size", "style_size", *_RUN),
     "content": ("tv_weight", *_NETWORK, "size", *_RUN),
     "texture": ("tv_weight", *_NETWORK, "size", "output_size", *_RUN),

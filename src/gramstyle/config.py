@@ -53,6 +53,18 @@ class Settings:
         default=None,
         metadata=_opt("blend weights of several style images, e.g. 0.7,0.3 (normalised to sum 1; default equal)"),
     )
+    preserve_color: Literal["none", "luminance", "histogram"] = field(
+        default="none",
+        # Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer"; not in the 2015 paper.
+        metadata=_opt("keep the content's colours: none, luminance (transfer on YIQ luminance, the content's "
+                      "chroma kept) or histogram (style recoloured to the content's colour statistics first)",
+                      choices=("none", "luminance", "histogram")),
+    )
+    color_match: Literal["pca", "chol"] = field(
+        default="pca",
+        metadata=_opt("matrix square root for --preserve-color histogram: pca (symmetric, eigh) or chol "
+                      "(Cholesky)", choices=("pca", "chol")),
+    )
     tv_weight: float = field(
         default=0.0,
         # Not in the paper: a total-variation smoothness prior, off by default. See the README for its scale.
@@ -147,6 +159,10 @@ class Settings:
             raise SettingsError(f"--lr must be a finite number > 0, got {self.lr}")
         if self.time_limit is not None and not (self.time_limit > 0):
             raise SettingsError(f"--time-limit must be > 0 seconds, got {self.time_limit}")
+        if self.preserve_color not in ("none", "luminance", "histogram"):
+            raise SettingsError(f"--preserve-color must be none, luminance or histogram, got {self.preserve_color!r}")
+        if self.color_match not in ("pca", "chol"):
+            raise SettingsError(f"--color-match must be pca or chol, got {self.color_match!r}")
         if self.pooling not in ("avg", "max"):
             raise SettingsError(f"--pooling must be avg or max, got {self.pooling!r}")
         if self.optimizer not in ("lbfgs", "adam"):

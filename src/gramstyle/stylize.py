@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from . import color
 from . import image as imageio
 from .config import Settings
 from .errors import OptimizationError, SettingsError
@@ -145,6 +146,11 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
     content_image = imageio.load_image(content, settings.size, settings.max_pixels) if content is not None else None
     style_images = (_load_styles(styles, settings.style_size or settings.size, settings.max_pixels)
                     if styles is not None else [])
+    original_content = content_image
+    if settings.preserve_color != "none":
+        if content_image is None:
+            raise SettingsError("--preserve-color needs a content image")
+        content_image, style_images = _preserve_color(settings, content_image, style_images)
     if settings.style_blend is not None and len(settings.style_blend) != len(style_images):
         raise SettingsError(f"--style-blend has {len(settings.style_blend)} weights for {len(style_images)} "
                             "style image(s)")
@@ -185,11 +191,23 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
         output = imageio.to_pil(result.image)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
             final = objective(imageio.to_tensor(output).to(device)).floats()
+        if settings.preserve_color == "luminance" and original_content is not None:
+            # The losses above are those of the luminance image that was optimized; the picture gets the
+            # content's chroma back (sec. 2.2 of the colour paper).
+            output = imageio.to_pil(color.recombine(imageio.to_tensor(output), original_content))
     return Result(image=output, losses=final, history=result.history, settings=settings, task=task,
                   steps=result.steps, stop_reason=result.stop_reason, elapsed=result.elapsed, device=str(device),
                   weights={"source": weights.source, "sha256": weights.sha256,
                            "preprocessing": weights.preprocessing.name},
                   inputs=_describe_inputs(content=content, style=None if styles is None else _as_list(styles)))
+
+
+def _preserve_color(settings: Settings, content: Tensor, styles: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """Gatys et al. 2016: luminance-only images, or styles recoloured to the content's colour statistics."""
+    if settings.preserve_color == "luminance":
+        content_y = color.luminance(content)
+        return content_y, [color.match_luminance(color.luminance(s), content_y) for s in styles]
+    return content, [color.color_transfer(s, content, settings.color_match) for s in styles]
 
 
 def _settings(task: str, settings: Settings | None, overrides: dict[str, Any]) -> Settings:
