@@ -98,6 +98,17 @@ class Settings:
     style_size: int | None = field(
         default=None, metadata=_opt("longest side of the style image(s) in pixels (default: --size)")
     )
+    style_scale: float | None = field(
+        default=None, metadata=_opt("longest side of the style image(s) as a multiple of the output's: 2 makes the "
+                                    "style's structures twice as large in the picture, 0.5 half (default: 1)")
+    )
+    scales: str | None = field(
+        default=None,
+        # Coarse-to-fine (Gatys et al., CVPR 2017, "Controlling Perceptual Factors", sec. 5): optimize at a low
+        # resolution first, upsample, and refine with targets recomputed at each size.
+        metadata=_opt("coarse-to-fine sizes, smallest first, the last equal to --size, e.g. 256,512; or auto "
+                      "(halving from --size down to 256 px); --steps steps at each size"),
+    )
     max_pixels: int = field(
         default=100_000_000,
         metadata=_opt("refuse input images with more pixels than this, before decoding (decompression bombs)"),
@@ -145,6 +156,19 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise SettingsError(f"{_flag(name)} must be a positive integer, got {value}")
+        if self.style_scale is not None:
+            if not (0 < self.style_scale < float("inf")):
+                raise SettingsError(f"--style-scale must be a finite number > 0, got {self.style_scale}")
+            if self.style_size is not None:
+                raise SettingsError("give --style-size or --style-scale, not both")
+        if self.scales is not None and self.scales != "auto":
+            try:
+                sizes = [int(x) for x in self.scales.split(",")]
+            except ValueError:
+                raise SettingsError(f"--scales takes sizes such as 256,512 or auto, got {self.scales!r}") from None
+            if not sizes or min(sizes) < 1 or sizes != sorted(sizes) or sizes[-1] != self.size:
+                raise SettingsError(f"--scales must be increasing sizes ending at --size {self.size}, "
+                                    f"got {self.scales!r}")
         if self.output_size is not None and (len(self.output_size) != 2 or min(self.output_size) < 1):
             raise SettingsError(f"--output-size must be two positive integers, got {self.output_size}")
         if not 0 <= self.seed < 2**63:

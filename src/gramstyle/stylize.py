@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from . import image as imageio
 from .config import Settings
 from .errors import OptimizationError, SettingsError
 from .objective import Objective
-from .optimize import Callback, optimize
+from .optimize import Callback, Progress, optimize
 from .record import save_result
 from .vgg import VGGFeatures, canonical_layer, load_weights
 
@@ -138,65 +139,141 @@ def _describe_inputs(**named: Any) -> dict[str, Any]:
     return out
 
 
-def run(task: str, settings: Settings, *, content: ImageLike | None = None,
-        styles: ImageLike | Sequence[ImageLike] | None = None, callback: Callback | None = None) -> Result:
-    """The algorithm: load images, build VGG-19 to the deepest layer needed, bind targets, descend, quantise."""
-    settings = settings.validated()
-    device = resolve_device(settings.device)
-    content_image = imageio.load_image(content, settings.size, settings.max_pixels) if content is not None else None
-    style_images = (_load_styles(styles, settings.style_size or settings.size, settings.max_pixels)
-                    if styles is not None else [])
-    original_content = content_image
+@dataclass
+class _Stage:
+    """The images of one scale, as the network will see them, and the output's shape there."""
+
+    content: Tensor | None  # after colour handling
+    styles: list[Tensor]
+    original_content: Tensor | None  # before colour handling (its chroma returns in luminance mode)
+    shape: tuple[int, int]  # (height, width)
+
+
+def _stage(settings: Settings, size: int, content: ImageLike | None,
+           styles: ImageLike | Sequence[ImageLike] | None) -> _Stage:
+    """Load and prepare the images at one output size (longest side `size`)."""
+    content_image = imageio.load_image(content, size, settings.max_pixels) if content is not None else None
+    style_images = _load_styles(styles, _style_size(settings, size), settings.max_pixels) if styles is not None else []
+    original = content_image
     if settings.preserve_color != "none":
         if content_image is None:
             raise SettingsError("--preserve-color needs a content image")
         content_image, style_images = _preserve_color(settings, content_image, style_images)
-    if settings.style_blend is not None and len(settings.style_blend) != len(style_images):
-        raise SettingsError(f"--style-blend has {len(settings.style_blend)} weights for {len(style_images)} "
-                            "style image(s)")
-
-    # A part of eq. 7 takes part when it has an image, a positive weight and a layer of positive weight.
-    content_layers = settings.content_layers if content_image is not None and settings.alpha > 0 else ()
-    style_layers = settings.style_layers if style_images and settings.beta > 0 else ()
-    content_layers = tuple((name, w) for name, w in content_layers if w > 0)
-    style_layers = tuple((name, w) for name, w in style_layers if w > 0)
-    layers = [canonical_layer(name) for name, _ in (*content_layers, *style_layers)]
-    if not layers:
-        raise SettingsError("nothing to optimize: alpha, beta and the layer weights leave no term of the loss")
-
     if content_image is not None:
         shape = (content_image.shape[2], content_image.shape[3])
-    elif settings.output_size is not None:
-        shape = (settings.output_size[1], settings.output_size[0])
+    elif settings.output_size is not None:  # a texture's own size, scaled with the stage
+        width, height = settings.output_size
+        factor = size / settings.size
+        shape = (max(1, round(height * factor)), max(1, round(width * factor)))
     else:
         shape = (style_images[0].shape[2], style_images[0].shape[3])
     if min(shape) < imageio.MIN_SIDE:
         raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: each side must be at least {imageio.MIN_SIDE} px")
     if shape[0] * shape[1] > settings.max_pixels:
         raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: more pixels than --max-pixels {settings.max_pixels}")
-    init = initial_image(settings.init, shape, settings.seed, content_image,
-                         style_images[0] if style_images else None, settings.max_pixels)
+    return _Stage(content_image, style_images, original, shape)
 
+
+def _style_size(settings: Settings, size: int) -> int:
+    """Longest side of the style images at an output size: --style-size (scaled with the stage in
+    coarse-to-fine), --style-scale times the output's, or the output's own."""
+    if settings.style_scale is not None:
+        return max(1, round(size * settings.style_scale))
+    if settings.style_size is not None:
+        return max(1, round(settings.style_size * size / settings.size))
+    return size
+
+
+def scale_schedule(settings: Settings) -> list[int]:
+    """The output sizes to optimize at, smallest first: --scales, or just --size."""
+    if settings.scales is None:
+        return [settings.size]
+    if settings.scales == "auto":  # halve from --size while at least 256 px remain (CVPR 2017 use two or more)
+        sizes = [settings.size]
+        while sizes[0] // 2 >= 256:
+            sizes.insert(0, sizes[0] // 2)
+        return sizes
+    return [int(x) for x in settings.scales.split(",")]
+
+
+def _offset(callback: Callback | None, done: int, total: int, size: int) -> Callback | None:
+    """Report a stage's steps as steps of the whole run."""
+    if callback is None:
+        return None
+
+    def report(progress: Progress) -> bool | None:
+        return callback(dataclasses.replace(progress, step=progress.step + done, steps=total,
+                                            losses={**progress.losses, "scale": float(size)}))
+
+    return report
+
+
+def run(task: str, settings: Settings, *, content: ImageLike | None = None,
+        styles: ImageLike | Sequence[ImageLike] | None = None, callback: Callback | None = None) -> Result:
+    """The algorithm: load images, build VGG-19 to the deepest layer needed, bind targets, descend, quantise;
+    in coarse-to-fine, once per scale, each starting from the last one's result upsampled."""
+    settings = settings.validated()
+    device = resolve_device(settings.device)
+    sizes = scale_schedule(settings)
+    stages = [_stage(settings, size, content, styles) for size in sizes]  # every input error before any work
+    last = stages[-1]
+    if settings.style_blend is not None and len(settings.style_blend) != len(last.styles):
+        raise SettingsError(f"--style-blend has {len(settings.style_blend)} weights for {len(last.styles)} "
+                            "style image(s)")
+
+    # A part of eq. 7 takes part when it has an image, a positive weight and a layer of positive weight.
+    content_layers = settings.content_layers if last.content is not None and settings.alpha > 0 else ()
+    style_layers = settings.style_layers if last.styles and settings.beta > 0 else ()
+    content_layers = tuple((name, w) for name, w in content_layers if w > 0)
+    style_layers = tuple((name, w) for name, w in style_layers if w > 0)
+    layers = [canonical_layer(name) for name, _ in (*content_layers, *style_layers)]
+    if not layers:
+        raise SettingsError("nothing to optimize: alpha, beta and the layer weights leave no term of the loss")
+
+    first = stages[0]
+    x = initial_image(settings.init, first.shape, settings.seed, first.content,
+                      first.styles[0] if first.styles else None, settings.max_pixels)
+    history: list[dict[str, float]] = []
+    total_steps, elapsed, reason = settings.steps * len(stages), 0.0, "steps"
     with _out_of_memory_as_error(settings.size):
         weights = load_weights(settings.weights, settings.preprocessing)
         net = VGGFeatures(weights, layers, settings.pooling).to(device)
-        objective = Objective.build(
-            net, content_image=None if content_image is None else content_image.to(device),
-            content_layers=content_layers, style_images=[s.to(device) for s in style_images],
-            style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
-            beta=settings.beta, tv_weight=settings.tv_weight)
-        result = optimize(objective, init.to(device), method=settings.optimizer, steps=settings.steps,
-                          lr=settings.step_size, history_size=settings.history_size,
-                          time_limit=settings.time_limit, callback=callback)
-        output = imageio.to_pil(result.image)
+        for size, stage in zip(sizes, stages, strict=True):
+            if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
+                x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
+            objective = Objective.build(
+                net, content_image=None if stage.content is None else stage.content.to(device),
+                content_layers=content_layers, style_images=[s.to(device) for s in stage.styles],
+                style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
+                beta=settings.beta, tv_weight=settings.tv_weight)
+            time_left = None if settings.time_limit is None else settings.time_limit - elapsed
+            if time_left is not None and time_left <= 0:
+                reason = "time limit"
+                break
+            result = optimize(objective, x.to(device), method=settings.optimizer, steps=settings.steps,
+                              lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
+                              callback=_offset(callback, len(history), total_steps, size))
+            history += [{**h, "step": h["step"] + len(history), "elapsed": h["elapsed"] + elapsed,
+                         "scale": float(size)} for h in result.history]
+            x, elapsed, reason = result.image.clamp(0, 1), elapsed + result.elapsed, result.stop_reason
+            if reason in ("cancelled", "time limit"):
+                break
+        if x.shape[2:] != last.shape:  # stopped before the last scale: the picture still has the asked size
+            x = torch.nn.functional.interpolate(x, size=last.shape, mode="bicubic", align_corners=False)
+            objective = Objective.build(
+                net, content_image=None if last.content is None else last.content.to(device),
+                content_layers=content_layers, style_images=[s.to(device) for s in last.styles],
+                style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
+                beta=settings.beta, tv_weight=settings.tv_weight)
+        output = imageio.to_pil(x)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
             final = objective(imageio.to_tensor(output).to(device)).floats()
-        if settings.preserve_color == "luminance" and original_content is not None:
+        if settings.preserve_color == "luminance" and last.original_content is not None:
             # The losses above are those of the luminance image that was optimized; the picture gets the
             # content's chroma back (sec. 2.2 of the colour paper).
-            output = imageio.to_pil(color.recombine(imageio.to_tensor(output), original_content))
-    return Result(image=output, losses=final, history=result.history, settings=settings, task=task,
-                  steps=result.steps, stop_reason=result.stop_reason, elapsed=result.elapsed, device=str(device),
+            output = imageio.to_pil(color.recombine(imageio.to_tensor(output), last.original_content))
+    return Result(image=output, losses=final, history=history, settings=settings, task=task,
+                  steps=len(history), stop_reason=reason, elapsed=elapsed, device=str(device),
                   weights={"source": weights.source, "sha256": weights.sha256,
                            "preprocessing": weights.preprocessing.name},
                   inputs=_describe_inputs(content=content, style=None if styles is None else _as_list(styles)))
