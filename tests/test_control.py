@@ -36,11 +36,15 @@ def test_scale_schedules() -> None:
     for bad in ("256,128,512", "128,256", "a,512", ""):
         with pytest.raises(SettingsError, match="--scales"):
             Settings(size=512, scales=bad).validated()
+    with pytest.raises(SettingsError, match="--scale-steps needs --scales"):
+        Settings(scale_steps="10").validated()
+    with pytest.raises(SettingsError, match="3 counts for 2 scales"):
+        gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, scales="64,128", scale_steps="1,2,3")
 
 
 def test_coarse_to_fine_runs_every_scale_and_ends_at_the_full_size() -> None:
     seen: list[tuple[int, int, float]] = []
-    result = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, scales="64,128", steps=10,
+    result = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, scales="64,128", scale_steps="10,10", steps=99,
                                 callback=lambda p: seen.append((p.step, p.steps, p.losses["scale"])) and None)
     assert result.image.size == (128, 96)
     assert result.steps == 20 and [h["scale"] for h in result.history] == [64.0] * 10 + [128.0] * 10

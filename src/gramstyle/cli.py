@@ -148,9 +148,9 @@ _RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit"
 _FIELDS = {
     "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "preserve_color", "color_match",
                  "tv_weight", *_NETWORK,
-                 "size", "style_size", "style_scale", "scales", *_RUN),
+                 "size", "style_size", "style_scale", "scales", "scale_steps", *_RUN),
     "content": ("tv_weight", *_NETWORK, "size", *_RUN),
-    "texture": ("tv_weight", *_NETWORK, "size", "output_size", "scales", *_RUN),
+    "texture": ("tv_weight", *_NETWORK, "size", "output_size", "scales", "scale_steps", *_RUN),
 }
 
 

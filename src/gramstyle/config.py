@@ -109,6 +109,11 @@ class Settings:
         metadata=_opt("coarse-to-fine sizes, smallest first, the last equal to --size, e.g. 256,512; or auto "
                       "(halving from --size down to 256 px); --steps steps at each size"),
     )
+    scale_steps: str | None = field(
+        default=None,
+        metadata=_opt("steps at each coarse-to-fine size, e.g. 200,100,30 for --scales 256,512,1024 (default: --steps "
+                      "at each): most steps where they are cheap"),
+    )
     max_pixels: int = field(
         default=100_000_000,
         metadata=_opt("refuse input images with more pixels than this, before decoding (decompression bombs)"),
@@ -169,6 +174,16 @@ class Settings:
             if not sizes or min(sizes) < 1 or sizes != sorted(sizes) or sizes[-1] != self.size:
                 raise SettingsError(f"--scales must be increasing sizes ending at --size {self.size}, "
                                     f"got {self.scales!r}")
+        if self.scale_steps is not None:
+            if self.scales is None:
+                raise SettingsError("--scale-steps needs --scales")
+            try:
+                counts = [int(x) for x in self.scale_steps.split(",")]
+            except ValueError:
+                raise SettingsError(f"--scale-steps takes step counts such as 200,100, got {self.scale_steps!r}") \
+                    from None
+            if min(counts) < 1:
+                raise SettingsError(f"--scale-steps must be positive, got {self.scale_steps!r}")
         if self.output_size is not None and (len(self.output_size) != 2 or min(self.output_size) < 1):
             raise SettingsError(f"--output-size must be two positive integers, got {self.output_size}")
         if not 0 <= self.seed < 2**63:

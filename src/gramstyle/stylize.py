@@ -196,6 +196,15 @@ def scale_schedule(settings: Settings) -> list[int]:
     return [int(x) for x in settings.scales.split(",")]
 
 
+def _steps_per_scale(settings: Settings, scales: int) -> list[int]:
+    if settings.scale_steps is None:
+        return [settings.steps] * scales
+    counts = [int(x) for x in settings.scale_steps.split(",")]
+    if len(counts) != scales:
+        raise SettingsError(f"--scale-steps gives {len(counts)} counts for {scales} scales")
+    return counts
+
+
 def _offset(callback: Callback | None, done: int, total: int, size: int) -> Callback | None:
     """Report a stage's steps as steps of the whole run."""
     if callback is None:
@@ -215,6 +224,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
     settings = settings.validated()
     device = resolve_device(settings.device)
     sizes = scale_schedule(settings)
+    steps = _steps_per_scale(settings, len(sizes))
     stages = [_stage(settings, size, content, styles) for size in sizes]  # every input error before any work
     last = stages[-1]
     if settings.style_blend is not None and len(settings.style_blend) != len(last.styles):
@@ -234,11 +244,11 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
     x = initial_image(settings.init, first.shape, settings.seed, first.content,
                       first.styles[0] if first.styles else None, settings.max_pixels)
     history: list[dict[str, float]] = []
-    total_steps, elapsed, reason = settings.steps * len(stages), 0.0, "steps"
+    total_steps, elapsed, reason = sum(steps), 0.0, "steps"
     with _out_of_memory_as_error(settings.size):
         weights = load_weights(settings.weights, settings.preprocessing)
         net = VGGFeatures(weights, layers, settings.pooling).to(device)
-        for size, stage in zip(sizes, stages, strict=True):
+        for size, stage, stage_steps in zip(sizes, stages, steps, strict=True):
             if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
                 x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
             objective = Objective.build(
@@ -250,7 +260,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
             if time_left is not None and time_left <= 0:
                 reason = "time limit"
                 break
-            result = optimize(objective, x.to(device), method=settings.optimizer, steps=settings.steps,
+            result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage_steps,
                               lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
                               callback=_offset(callback, len(history), total_steps, size))
             history += [{**h, "step": h["step"] + len(history), "elapsed": h["elapsed"] + elapsed,
