@@ -99,8 +99,9 @@ class Settings:
         default=None, metadata=_opt("longest side of the style image(s) in pixels (default: --size)")
     )
     style_scale: float | None = field(
-        default=None, metadata=_opt("longest side of the style image(s) as a multiple of the output's: 2 makes the "
-                                    "style's structures twice as large in the picture, 0.5 half (default: 1)")
+        default=None, metadata=_opt("longest side of the style image(s) as a multiple of the output's: below 1 the "
+                                    "network sees and transfers the painting's large structures, above 1 its fine "
+                                    "brushwork (default: 1)")
     )
     scales: str | None = field(
         default=None,
