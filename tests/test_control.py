@@ -73,3 +73,81 @@ def test_blend_weights_zero_one_reproduce_a_single_style_and_half_lies_between()
         low, high = torch.minimum(only1[n], only2[n]), torch.maximum(only1[n], only2[n])
         assert torch.all(half[n] >= low - 1e-4) and torch.all(half[n] <= high + 1e-4)
         assert torch.allclose(half[n], (only1[n] + only2[n]) / 2, rtol=1e-5, atol=1e-4)
+
+
+def test_guided_gram_with_a_full_guide_is_the_normalised_gram() -> None:
+    from gramstyle import losses
+
+    torch.manual_seed(0)
+    f = torch.rand(1, 6, 5, 7, dtype=torch.float64)
+    full = torch.ones(5, 7, dtype=torch.float64)
+    assert torch.allclose(losses.guided_gram(f, full), losses.normalized_gram(f))
+    target = losses.normalized_gram(torch.rand(1, 6, 4, 4, dtype=torch.float64))
+    one_region = losses.guided_style_loss(f, full.unsqueeze(0), target.unsqueeze(0), torch.ones(1))
+    assert one_region.item() == pytest.approx(losses.layer_style_loss(f, target).item(), rel=1e-12)
+    # A guide of zeros and ones is the Gram matrix of the marked positions alone.
+    half = torch.zeros(5, 7, dtype=torch.float64)
+    half[:, :3] = 1
+    assert torch.allclose(losses.guided_gram(f, half), losses.normalized_gram(f[..., :3]))
+
+
+def test_guides_are_propagated_to_each_layer_resolution() -> None:
+    from gramstyle.objective import propagate_guide
+
+    net = vgg.VGGFeatures(vgg.load_caffe_weights(), ["conv1_1", "conv3_1", "conv5_1"])
+    x = torch.rand(1, 3, 72, 100)
+    guide = torch.zeros(2, 72, 100)
+    guide[0, :, :50], guide[1, :, 50:] = 1, 1
+    for name, features in net(x).items():
+        g = propagate_guide(guide, name)
+        assert g.shape == (2, *features.shape[2:])
+        assert torch.allclose(g.sum(0), torch.ones_like(g[0]))  # the regions still tile the picture
+
+
+def _masks(tmp_path, size: tuple[int, int]) -> tuple[str, str, str]:
+    from PIL import Image
+
+    width, height = size
+    content = Image.new("RGB", (width, height), (255, 0, 0))
+    content.paste((0, 0, 255), (width // 2, 0, width, height))  # left red, right blue
+    paths = (tmp_path / "content_mask.png", tmp_path / "red.png", tmp_path / "blue.png")
+    content.save(paths[0])
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(paths[1])
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(paths[2])
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+def test_each_region_follows_its_own_style(tmp_path) -> None:
+    # Two regions, two styles, from white noise: the left half of a texture takes The Starry Night, the right
+    # half The Scream. Each half's mean colour ends near its own style's, far from the other's (measured:
+    # left 0.05 from Starry Night against 0.34 from The Scream; right 0.11 against 0.26).
+    from gramstyle.assets import THE_SCREAM
+
+    content_mask, red, blue = _masks(tmp_path, (96, 72))
+    result = gramstyle.synthesize_texture([STARRY_NIGHT, THE_SCREAM], content_mask=content_mask,
+                                          style_mask=(red, blue), size=96, output_size=(96, 72), steps=100)
+    x = imageio.to_tensor(result.image)[0]
+    left, right = x[:, :, :48].mean((1, 2)), x[:, :, 48:].mean((1, 2))
+    starry = imageio.load_image(STARRY_NIGHT, 96)[0].mean((1, 2))
+    scream = imageio.load_image(THE_SCREAM, 96)[0].mean((1, 2))
+    assert float((left - starry).norm()) < 0.5 * float((left - scream).norm())
+    assert float((right - scream).norm()) < 0.5 * float((right - starry).norm())
+    assert result.settings.content_mask == content_mask
+    assert result.losses["style"] < result.history[0]["style"] / 10  # measured: / 43 in 100 steps
+
+
+def test_mask_errors(tmp_path) -> None:
+    from PIL import Image
+
+    content_mask, red, _blue = _masks(tmp_path, (96, 72))
+    with pytest.raises(SettingsError, match="go together"):
+        gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=1, content_mask=content_mask)
+    with pytest.raises(SettingsError, match="1 masks for 2 style"):
+        gramstyle.transfer(TUBINGEN, [STARRY_NIGHT, SHIPWRECK], size=64, steps=1, content_mask=content_mask,
+                           style_mask=(red,))
+    with pytest.raises(SettingsError, match="#0000ff appears in no --style-mask"):
+        gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=1, content_mask=content_mask, style_mask=(red,))
+    noisy = tmp_path / "noisy.png"
+    Image.effect_noise((64, 48), 80).convert("RGB").save(noisy)
+    with pytest.raises(SettingsError, match="flat colour per region"):
+        gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=1, content_mask=str(noisy), style_mask=(red,))

@@ -128,6 +128,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "style_layers": _layer_weights(equal_split=True),
     "style_blend": _floats,
     "output_size": _width_height,
+    "style_mask": lambda text: tuple(p for p in text.split(",") if p),
 }
 
 
@@ -147,10 +148,12 @@ _NETWORK = ("weights", "preprocessing", "pooling")
 _RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "max_pixels")
 _FIELDS = {
     "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "preserve_color", "color_match",
+                 "content_mask", "style_mask",
                  "tv_weight", *_NETWORK,
                  "size", "style_size", "style_scale", "scales", "scale_steps", *_RUN),
     "content": ("tv_weight", *_NETWORK, "size", *_RUN),
-    "texture": ("tv_weight", *_NETWORK, "size", "output_size", "scales", "scale_steps", *_RUN),
+    "texture": ("content_mask", "style_mask", "tv_weight", *_NETWORK, "size", "output_size", "scales",
+                "scale_steps", *_RUN),
 }
 
 
@@ -215,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outputs(p)
 
     p = sub.add_parser("texture", help="synthesize a texture from Gram matrices (Fig. 1, bottom row)")
-    p.add_argument("style", help="the style image (texture source)")
+    p.add_argument("style", nargs="+", help="the style image(s) (texture source; several are blended, or mapped to "
+                   "regions with --content-mask/--style-mask)")
     p.add_argument("--layers", default=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), type=_layer_names,
                    help="style layers, equally weighted [default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1]")
     _add_settings(p, "texture")

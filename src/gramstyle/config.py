@@ -65,6 +65,17 @@ class Settings:
         metadata=_opt("matrix square root for --preserve-color histogram: pca (symmetric, eigh) or chol "
                       "(Cholesky)", choices=("pca", "chol")),
     )
+    content_mask: str | None = field(
+        default=None,
+        # Spatial control, Gatys et al. CVPR 2017 sec. 4 (guided Gram matrices); not in the 2015 paper.
+        metadata=_opt("image of flat colours, one per region of the output (resized to it, nearest neighbour); "
+                      "needs --style-mask"),
+    )
+    style_mask: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_opt("one mask per style image, comma-separated: each region of --content-mask takes its style "
+                      "from the parts of the style images painted in the same colour"),
+    )
     tv_weight: float = field(
         default=0.0,
         # Not in the paper: a total-variation smoothness prior, off by default. See the README for its scale.
@@ -175,6 +186,8 @@ class Settings:
             if not sizes or min(sizes) < 1 or sizes != sorted(sizes) or sizes[-1] != self.size:
                 raise SettingsError(f"--scales must be increasing sizes ending at --size {self.size}, "
                                     f"got {self.scales!r}")
+        if (self.content_mask is None) != (self.style_mask is None):
+            raise SettingsError("--content-mask and --style-mask go together")
         if self.scale_steps is not None:
             if self.scales is None:
                 raise SettingsError("--scale-steps needs --scales")
@@ -240,6 +253,8 @@ class Settings:
                 value = tuple((str(layer), float(weight)) for layer, weight in value)
             elif name == "style_blend" and value is not None:
                 value = tuple(float(w) for w in value)
+            elif name == "style_mask" and value is not None:
+                value = tuple(str(v) for v in value)
             elif name == "output_size" and value is not None:
                 value = (int(value[0]), int(value[1]))
             values[name] = value

@@ -54,9 +54,7 @@ def layer_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     algebraically eq. 4. Gradient (eq. 6): dE_l/dF^l_ij = 1/(N_l^2 M_l^2) ((F^l)^T (G^l - A^l))_ji where
     F^l_ij > 0, else 0.
     """
-    gram = normalized_gram(features)
-    n = gram.shape[0]
-    return (gram - target_gram).pow(2).sum() / (4 * n * n)
+    return layer_style_loss_from_gram(normalized_gram(features), target_gram)
 
 
 def style_loss(features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor],
@@ -83,3 +81,28 @@ def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
     """Style target of several style images: sum_k b_k A_k / M_k with blend weights b_k normalised to sum 1."""
     total = float(sum(weights))
     return torch.stack([g * (w / total) for g, w in zip(grams, weights, strict=True)]).sum(0)
+
+
+def guided_gram(features: Tensor, guide: Tensor) -> Tensor:
+    """Guided Gram matrix (Gatys et al., CVPR 2017, sec. 4, eq. 6): the Gram matrix of the feature maps weighted
+    by a region's guidance channel T (h x w, in [0, 1]), normalised by sum T^2, the region's effective number of
+    positions (with T = 1 everywhere this is `normalized_gram`)."""
+    f = _as_matrix(features)
+    t = guide.reshape(1, -1).to(f.dtype)
+    weighted = f * t
+    return (weighted @ weighted.t()) / t.pow(2).sum().clamp_min(1e-12)
+
+
+def guided_style_loss(features: Tensor, guides: Tensor, target_grams: Tensor, region_weights: Tensor) -> Tensor:
+    """E_l for spatially guided style (CVPR 2017, sec. 4): sum_r a_r 1/(4 N_l^2) sum_ij (G_r - A_r)^2 over regions
+    r with guidance channels `guides` (R x h x w), targets `target_grams` (R x N x N) and weights a_r (the
+    regions' shares of the picture, so that one region covering everything gives eq. 4)."""
+    terms = [layer_style_loss_from_gram(guided_gram(features, guides[r]), target_grams[r]) * region_weights[r]
+             for r in range(guides.shape[0])]
+    return torch.stack(terms).sum()
+
+
+def layer_style_loss_from_gram(gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Eq. 4 on normalised Gram matrices: 1/(4 N_l^2) sum_ij (G/M - A/M)^2."""
+    n = gram.shape[0]
+    return (gram - target_gram).pow(2).sum() / (4 * n * n)

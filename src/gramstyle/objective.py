@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from . import losses
-from .vgg import VGGFeatures, canonical_layer
+from .vgg import VGGFeatures, canonical_layer, layer_info
 
 
 @dataclass(frozen=True)
@@ -66,32 +66,88 @@ def style_targets(net: VGGFeatures, images: Sequence[Tensor], layers: Sequence[s
     return {name: losses.blend_grams(grams[name], weights) for name in layers}
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """Spatial control (Gatys et al., CVPR 2017, sec. 4): R regions of the output, each with its own style.
+
+    ``output`` holds the output's guidance channels (R x H x W, in [0, 1]); ``styles`` one such tensor per style
+    image, marking where in that image each region's style comes from (all zero where it does not take part).
+    """
+
+    output: Tensor
+    styles: list[Tensor]
+
+
+def propagate_guide(guide: Tensor, layer: str) -> Tensor:
+    """A guidance channel at a layer's resolution: the 2x2 average pooling of each of VGG's pooling layers before
+    it (the CVPR 2017 paper's simple propagation; conv layers keep the size)."""
+    x = guide.unsqueeze(0) if guide.dim() == 3 else guide
+    stride = layer_info(layer).stride
+    while stride > 1:
+        x = torch.nn.functional.avg_pool2d(x, 2)
+        stride //= 2
+    return x[0]
+
+
+@torch.no_grad()
+def guided_style_targets(net: VGGFeatures, images: Sequence[Tensor], guidance: Guidance, layers: Sequence[str],
+                         blend: Sequence[float] | None = None) -> dict[str, Tensor]:
+    """A_r for every region r and layer: guided Gram matrices of the style images' marked parts, blended over
+    the images in which the region appears."""
+    weights = list(blend) if blend is not None else [1.0] * len(images)
+    regions = guidance.output.shape[0]
+    features = [net(image) for image in images]
+    targets: dict[str, Tensor] = {}
+    for name in layers:
+        per_region = []
+        for r in range(regions):
+            grams, used = [], []
+            for k, feats in enumerate(features):
+                guide = propagate_guide(guidance.styles[k], name)[r]
+                if float(guide.sum()) > 0 and weights[k] > 0:
+                    grams.append(losses.guided_gram(feats[name], guide))
+                    used.append(weights[k])
+            per_region.append(losses.blend_grams(grams, used))
+        targets[name] = torch.stack(per_region)
+    return targets
+
+
 class Objective:
     """alpha * sum_l c_l L_content(l) + beta * sum_l w_l E_l (+ tv_weight * TV): eq. 7 with its targets bound."""
 
     def __init__(self, net: VGGFeatures, *, content: Mapping[str, Tensor] | None = None,
                  content_weights: Mapping[str, float] | None = None, style: Mapping[str, Tensor] | None = None,
                  style_weights: Mapping[str, float] | None = None, alpha: float = 1.0, beta: float = 1.0,
-                 tv_weight: float = 0.0) -> None:
+                 tv_weight: float = 0.0, guidance: Guidance | None = None) -> None:
         self.net = net
         self.content = dict(content or {})
         self.content_weights = {k: w for k, w in (content_weights or {}).items() if w != 0}
         self.style = dict(style or {})
         self.style_weights = {k: w for k, w in (style_weights or {}).items() if w != 0}
         self.alpha, self.beta, self.tv_weight = alpha, beta, tv_weight
+        # Spatial control: the output's guidance channels at each style layer and the regions' shares.
+        self.guides = ({name: propagate_guide(guidance.output, name) for name in self.style_weights}
+                       if guidance is not None else {})
+        if guidance is not None:
+            area = guidance.output.flatten(1).sum(1)
+            self.region_weights = area / area.sum()
 
     @classmethod
     def build(cls, net: VGGFeatures, *, content_image: Tensor | None = None,
               content_layers: Sequence[tuple[str, float]] = (), style_images: Sequence[Tensor] = (),
               style_layers: Sequence[tuple[str, float]] = (), style_blend: Sequence[float] | None = None,
-              alpha: float = 1.0, beta: float = 1.0, tv_weight: float = 0.0) -> Objective:
+              alpha: float = 1.0, beta: float = 1.0, tv_weight: float = 0.0,
+              guidance: Guidance | None = None) -> Objective:
         """Compute the targets from the images once and bind them."""
         content_weights = _canonical_weights(content_layers) if content_image is not None else {}
         style_weights = _canonical_weights(style_layers) if style_images else {}
         content = content_targets(net, content_image, list(content_weights)) if content_image is not None else {}
-        style = style_targets(net, style_images, list(style_weights), style_blend) if style_images else {}
+        if guidance is not None and style_images:
+            style = guided_style_targets(net, style_images, guidance, list(style_weights), style_blend)
+        else:
+            style = style_targets(net, style_images, list(style_weights), style_blend) if style_images else {}
         return cls(net, content=content, content_weights=content_weights, style=style,
-                   style_weights=style_weights, alpha=alpha, beta=beta, tv_weight=tv_weight)
+                   style_weights=style_weights, alpha=alpha, beta=beta, tv_weight=tv_weight, guidance=guidance)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -106,7 +162,12 @@ class Objective:
             layers[f"content:{name}"] = loss = losses.content_loss(features[name], self.content[name])
             content = content + weight * loss
         for name, weight in self.style_weights.items():
-            layers[f"style:{name}"] = loss = losses.layer_style_loss(features[name], self.style[name])
+            if self.guides:
+                loss = losses.guided_style_loss(features[name], self.guides[name], self.style[name],
+                                                self.region_weights)
+            else:
+                loss = losses.layer_style_loss(features[name], self.style[name])
+            layers[f"style:{name}"] = loss
             style = style + weight * loss
         if self.tv_weight:
             tv = losses.total_variation(image)

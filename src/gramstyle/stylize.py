@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -22,7 +23,7 @@ from . import color
 from . import image as imageio
 from .config import Settings
 from .errors import OptimizationError, SettingsError
-from .objective import Objective
+from .objective import Guidance, Objective
 from .optimize import Callback, Progress, optimize
 from .record import save_result
 from .vgg import VGGFeatures, canonical_layer, load_weights
@@ -147,6 +148,7 @@ class _Stage:
     styles: list[Tensor]
     original_content: Tensor | None  # before colour handling (its chroma returns in luminance mode)
     shape: tuple[int, int]  # (height, width)
+    guidance: Guidance | None = None
 
 
 def _stage(settings: Settings, size: int, content: ImageLike | None,
@@ -171,7 +173,41 @@ def _stage(settings: Settings, size: int, content: ImageLike | None,
         raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: each side must be at least {imageio.MIN_SIDE} px")
     if shape[0] * shape[1] > settings.max_pixels:
         raise SettingsError(f"--output-size {shape[1]}x{shape[0]}: more pixels than --max-pixels {settings.max_pixels}")
-    return _Stage(content_image, style_images, original, shape)
+    guidance = _guidance(settings, shape, style_images) if settings.content_mask is not None else None
+    return _Stage(content_image, style_images, original, shape, guidance)
+
+
+#: More colours than this in a content mask means it is not a mask of flat colours (e.g. a JPEG's artefacts).
+MAX_REGIONS = 16
+
+
+def _mask_colours(path: str, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """A mask image as an (h, w) array of packed RGB colours, resized (nearest neighbour) to `shape`."""
+    mask = imageio.open_image(path, max_pixels).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    rgb = np.asarray(mask, dtype=np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _guidance(settings: Settings, shape: tuple[int, int], styles: list[Tensor]) -> Guidance:
+    """Guidance channels from the masks: one region per colour of the content mask (CVPR 2017, sec. 4)."""
+    assert settings.content_mask is not None and settings.style_mask is not None
+    if len(settings.style_mask) != len(styles):
+        raise SettingsError(f"--style-mask has {len(settings.style_mask)} masks for {len(styles)} style image(s)")
+    content = _mask_colours(settings.content_mask, shape, settings.max_pixels)
+    colours = np.unique(content)
+    if len(colours) > MAX_REGIONS:
+        raise SettingsError(f"{settings.content_mask}: {len(colours)} colours; a mask has one flat colour per region "
+                            f"(at most {MAX_REGIONS}; save masks as PNG, not JPEG)")
+    style_masks = [_mask_colours(path, (s.shape[2], s.shape[3]), settings.max_pixels)
+                   for path, s in zip(settings.style_mask, styles, strict=True)]
+    for colour in colours:
+        if not any((m == colour).any() for m in style_masks):
+            raise SettingsError(f"{settings.content_mask}: colour #{int(colour):06x} appears in no --style-mask")
+
+    def channels(mask: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.stack([(mask == c) for c in colours]).astype(np.float32))
+
+    return Guidance(channels(content), [channels(m) for m in style_masks])
 
 
 def _style_size(settings: Settings, size: int) -> int:
@@ -217,6 +253,17 @@ def _offset(callback: Callback | None, done: int, total: int, size: int) -> Call
     return report
 
 
+def _objective(net: VGGFeatures, stage: _Stage, settings: Settings, content_layers: Sequence[tuple[str, float]],
+               style_layers: Sequence[tuple[str, float]], device: torch.device) -> Objective:
+    guidance = (Guidance(stage.guidance.output.to(device), [g.to(device) for g in stage.guidance.styles])
+                if stage.guidance is not None else None)
+    return Objective.build(
+        net, content_image=None if stage.content is None else stage.content.to(device),
+        content_layers=content_layers, style_images=[s.to(device) for s in stage.styles],
+        style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
+        beta=settings.beta, tv_weight=settings.tv_weight, guidance=guidance)
+
+
 def run(task: str, settings: Settings, *, content: ImageLike | None = None,
         styles: ImageLike | Sequence[ImageLike] | None = None, callback: Callback | None = None) -> Result:
     """The algorithm: load images, build VGG-19 to the deepest layer needed, bind targets, descend, quantise;
@@ -251,11 +298,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
         for size, stage, stage_steps in zip(sizes, stages, steps, strict=True):
             if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
                 x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
-            objective = Objective.build(
-                net, content_image=None if stage.content is None else stage.content.to(device),
-                content_layers=content_layers, style_images=[s.to(device) for s in stage.styles],
-                style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
-                beta=settings.beta, tv_weight=settings.tv_weight)
+            objective = _objective(net, stage, settings, content_layers, style_layers, device)
             time_left = None if settings.time_limit is None else settings.time_limit - elapsed
             if time_left is not None and time_left <= 0:
                 reason = "time limit"
@@ -270,11 +313,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
                 break
         if x.shape[2:] != last.shape:  # stopped before the last scale: the picture still has the asked size
             x = torch.nn.functional.interpolate(x, size=last.shape, mode="bicubic", align_corners=False)
-            objective = Objective.build(
-                net, content_image=None if last.content is None else last.content.to(device),
-                content_layers=content_layers, style_images=[s.to(device) for s in last.styles],
-                style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
-                beta=settings.beta, tv_weight=settings.tv_weight)
+            objective = _objective(net, last, settings, content_layers, style_layers, device)
         output = imageio.to_pil(x)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
             final = objective(imageio.to_tensor(output).to(device)).floats()
