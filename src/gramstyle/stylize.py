@@ -298,11 +298,11 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
         for size, stage, stage_steps in zip(sizes, stages, steps, strict=True):
             if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
                 x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
-            objective = _objective(net, stage, settings, content_layers, style_layers, device)
             time_left = None if settings.time_limit is None else settings.time_limit - elapsed
-            if time_left is not None and time_left <= 0:
+            if time_left is not None and time_left <= 0 and history:
                 reason = "time limit"
                 break
+            objective = _objective(net, stage, settings, content_layers, style_layers, device)
             result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage_steps,
                               lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
                               callback=_offset(callback, len(history), total_steps, size))
