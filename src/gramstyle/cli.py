@@ -114,16 +114,7 @@ def _width_height(text: str) -> tuple[int, int]:
     return size
 
 
-def _seed(text: str) -> int:
-    """An integer torch's generators accept: -2**63 ... 2**64 - 1."""
-    seed: int = _number(int, "an integer")(text)
-    if not -(2**63) <= seed < 2**64:
-        raise argparse.ArgumentTypeError(f"expected an integer from -2**63 to 2**64-1, got {text!r}")
-    return seed
-
-
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "seed": _seed,
     "content_layers": _layer_weights(equal_split=False),
     "style_layers": _layer_weights(equal_split=True),
     "style_blend": _floats,
