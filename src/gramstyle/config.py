@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,8 +22,13 @@ Weights = str  # "caffe", "torchvision", or a path to a state dict
 Preprocessing = Literal["caffe", "torchvision"]
 Init = str  # "noise", "content", "style", or a path to an image
 
+def equal_weights(layers: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """Layers with w_l = 1/(number of layers), the paper's weighting of its style layers (eq. 5)."""
+    return tuple((name, 1 / len(layers)) for name in layers)
+
+
 #: The paper's style layers (Fig. 2, eq. 5): conv1_1 ... conv5_1 with w_l = 1/5 each.
-PAPER_STYLE_LAYERS: tuple[tuple[str, float], ...] = tuple((f"conv{b}_1", 1 / 5) for b in range(1, 6))
+PAPER_STYLE_LAYERS: tuple[tuple[str, float], ...] = equal_weights([f"conv{b}_1" for b in range(1, 6)])
 #: The paper's content layer for transfer (Fig. 2): conv4_2.
 PAPER_CONTENT_LAYERS: tuple[tuple[str, float], ...] = (("conv4_2", 1.0),)
 

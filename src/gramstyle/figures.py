@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import image as imageio
 from .assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN
-from .config import PAPER_CONTENT_LAYERS, Settings
+from .config import PAPER_CONTENT_LAYERS, Settings, equal_weights
 from .errors import SettingsError
 from .stylize import reconstruct_content, synthesize_texture, transfer
 
@@ -66,7 +66,7 @@ def panels(size: int = 512, steps: int = 500, picasso: str | None = None, ratio_
         subset = LAYERS[: i + 1]
         out.append(Panel("fig1", f"fig1_style_{i + 1}", "texture", f"style {{{subset[0]}..{subset[-1]}}}"
                          if i else f"style {{{subset[0]}}}",
-                         s.replace(style_layers=tuple((n, 1 / len(subset)) for n in subset), content_layers=(),
+                         s.replace(style_layers=equal_weights(subset), content_layers=(),
                                    alpha=0.0, beta=1.0),
                          style=str(STARRY_NIGHT), row=1, column=i))
     fig2 = [("B", "Turner", str(SHIPWRECK), 1e-3), ("C", "Van Gogh", str(STARRY_NIGHT), 1e-3),
@@ -83,7 +83,7 @@ def panels(size: int = 512, steps: int = 500, picasso: str | None = None, ratio_
         for c, ratio in enumerate(FIG3_RATIOS):
             out.append(Panel("fig3", f"fig3_{subset[-1]}_{ratio:.0e}", "transfer",
                              f"..{subset[-1]}  a/b={ratio * ratio_scale:.0e}",
-                             s.replace(style_layers=tuple((n, 1 / len(subset)) for n in subset),
+                             s.replace(style_layers=equal_weights(subset),
                                        content_layers=PAPER_CONTENT_LAYERS, alpha=1.0,
                                        beta=1.0 / (ratio * ratio_scale)),
                              content=str(TUBINGEN), style=str(STARRY_NIGHT), row=r, column=c))
@@ -173,13 +173,13 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
         raise SettingsError(f"--jobs must be a positive integer, got {jobs}")
     if picasso is not None:
         imageio.open_image(picasso)  # a bad path fails now, not after an hour of other panels
-    out = Path(folder)
-    (out / "panels").mkdir(parents=True, exist_ok=True)
     if not (ratio_scale > 0 and ratio_scale != float("inf")):
         raise SettingsError(f"--ratio-scale must be a finite number > 0, got {ratio_scale}")
     chosen = [p for p in panels(size, steps, picasso, ratio_scale, **overrides) if p.figure in only]
     for p in chosen:
         p.settings.validated()
+    out = Path(folder)  # created only once every setting has passed
+    (out / "panels").mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}
     if jobs == 1:
         for p in chosen:

@@ -99,11 +99,12 @@ def guided_style_targets(net: VGGFeatures, images: Sequence[Tensor], guidance: G
     features = [net(image) for image in images]
     targets: dict[str, Tensor] = {}
     for name in layers:
+        guides = [propagate_guide(g, name) for g in guidance.styles]
         per_region = []
         for r in range(regions):
             grams, used = [], []
             for k, feats in enumerate(features):
-                guide = propagate_guide(guidance.styles[k], name)[r]
+                guide = guides[k][r]
                 if float(guide.sum()) > 0 and weights[k] > 0:
                     grams.append(losses.guided_gram(feats[name], guide))
                     used.append(weights[k])

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from . import color
 from . import image as imageio
-from .config import Settings
+from .config import Settings, equal_weights
 from .errors import OptimizationError, SettingsError
 from .objective import Guidance, Objective
 from .optimize import Callback, Progress, optimize
@@ -367,6 +367,5 @@ def synthesize_texture(style: ImageLike | Sequence[ImageLike], *,
     names = [canonical_layer(name) for name in layers]
     if not names:
         raise SettingsError("give at least one style layer")
-    chosen = _settings("texture", settings, {"style_layers": tuple((n, 1 / len(names)) for n in names),
-                                             **overrides})
+    chosen = _settings("texture", settings, {"style_layers": equal_weights(names), **overrides})
     return run("texture", chosen, styles=style, callback=callback)
