@@ -92,6 +92,25 @@ def test_gradcheck_losses() -> None:
     assert torch.autograd.gradcheck(losses.total_variation, (f,))
 
 
+def test_style_loss_backward_matches_autograd_of_eq4() -> None:
+    """The hand-written backward (eq. 6, one product) equals autograd through eq. 4 written out, for the
+    features and for the target Gram matrix."""
+    torch.manual_seed(4)
+    f = torch.rand(1, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    a = losses.normalized_gram(torch.rand(1, 6, 3, 3, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(losses.layer_style_loss, (f, a))
+    fast = torch.autograd.grad(losses.layer_style_loss(f, a), (f, a))
+    g = f.reshape(6, -1) @ f.reshape(6, -1).T / 35
+    plain = torch.autograd.grad((g - a).pow(2).sum() / (4 * 36), (f, a))
+    for mine, reference in zip(fast, plain, strict=True):
+        assert torch.allclose(mine, reference, rtol=1e-12, atol=0)
+
+
+def test_style_loss_refuses_mixed_precision() -> None:
+    with pytest.raises(ValueError, match="bfloat16"):
+        losses.layer_style_loss(torch.rand(1, 2, 3, 3).bfloat16(), torch.eye(2))
+
+
 def test_total_variation_by_hand() -> None:
     image = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])
     # horizontal: (1-0)^2 + (4-2)^2 = 5; vertical: (2-0)^2 + (4-1)^2 = 13

@@ -8,6 +8,7 @@ matrix. Feature maps come in PyTorch's (1, N_l, h, w) layout; a batch of one ima
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -54,7 +55,11 @@ def layer_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     algebraically eq. 4. Gradient (eq. 6): dE_l/dF^l_ij = 1/(N_l^2 M_l^2) ((F^l)^T (G^l - A^l))_ji where
     F^l_ij > 0, else 0.
     """
-    return layer_style_loss_from_gram(normalized_gram(features), target_gram)
+    f = _as_matrix(features)
+    if f.dtype != target_gram.dtype:
+        raise ValueError(f"features are {f.dtype} but the target Gram matrix is {target_gram.dtype}")
+    loss: Tensor = _StyleLoss.apply(f, target_gram)  # type: ignore[no-untyped-call]
+    return loss
 
 
 def style_loss(features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor],
@@ -106,3 +111,27 @@ def layer_style_loss_from_gram(gram: Tensor, target_gram: Tensor) -> Tensor:
     """Eq. 4 on normalised Gram matrices: 1/(4 N_l^2) sum_ij (G/M - A/M)^2."""
     n = gram.shape[0]
     return (gram - target_gram).pow(2).sum() / (4 * n * n)
+
+
+class _StyleLoss(torch.autograd.Function):
+    """E_l of eq. 4 with eq. 6 as its backward: one matrix product forward (G) and one backward ((G - A) F).
+
+    Autograd through ``f @ f.t()`` spends two products on the backward (one per factor); eq. 6 needs one,
+    because G - A is symmetric. With D = (G - A)/M (the normalised Grams' difference), eq. 6 reads
+    dE_l/dF = D F / (N_l^2 M_l); the ReLU's part of eq. 6 (zero where F <= 0) is autograd's, upstream.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, f: Tensor, target_gram: Tensor) -> Tensor:
+        n, m = f.shape
+        diff = torch.mm(f, f.t()).div_(m).sub_(target_gram)
+        ctx.save_for_backward(f, diff)
+        return diff.pow(2).sum() / (4 * n * n)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        f, diff = ctx.saved_tensors
+        n, m = f.shape
+        grad_f = torch.mm(diff, f).mul_(grad / (n * n * m)) if ctx.needs_input_grad[0] else None
+        grad_target = diff * (-grad / (2 * n * n)) if ctx.needs_input_grad[1] else None
+        return grad_f, grad_target

@@ -119,8 +119,10 @@ class Objective:
     def __init__(self, net: VGGFeatures, *, content: Mapping[str, Tensor] | None = None,
                  content_weights: Mapping[str, float] | None = None, style: Mapping[str, Tensor] | None = None,
                  style_weights: Mapping[str, float] | None = None, alpha: float = 1.0, beta: float = 1.0,
-                 tv_weight: float = 0.0, guidance: Guidance | None = None) -> None:
+                 tv_weight: float = 0.0, guidance: Guidance | None = None,
+                 precision: torch.dtype = torch.float32) -> None:
         self.net = net
+        self.precision = precision
         self.content = dict(content or {})
         self.content_weights = {k: w for k, w in (content_weights or {}).items() if w != 0}
         self.style = dict(style or {})
@@ -138,8 +140,9 @@ class Objective:
               content_layers: Sequence[tuple[str, float]] = (), style_images: Sequence[Tensor] = (),
               style_layers: Sequence[tuple[str, float]] = (), style_blend: Sequence[float] | None = None,
               alpha: float = 1.0, beta: float = 1.0, tv_weight: float = 0.0,
-              guidance: Guidance | None = None) -> Objective:
-        """Compute the targets from the images once and bind them."""
+              guidance: Guidance | None = None, precision: torch.dtype = torch.float32) -> Objective:
+        """Compute the targets from the images once and bind them (always in float32: they are the objective;
+        ``precision`` is the arithmetic of the network when it evaluates an image)."""
         content_weights = _canonical_weights(content_layers) if content_image is not None else {}
         style_weights = _canonical_weights(style_layers) if style_images else {}
         content = content_targets(net, content_image, list(content_weights)) if content_image is not None else {}
@@ -148,14 +151,33 @@ class Objective:
         else:
             style = style_targets(net, style_images, list(style_weights), style_blend) if style_images else {}
         return cls(net, content=content, content_weights=content_weights, style=style,
-                   style_weights=style_weights, alpha=alpha, beta=beta, tv_weight=tv_weight, guidance=guidance)
+                   style_weights=style_weights, alpha=alpha, beta=beta, tv_weight=tv_weight, guidance=guidance,
+                   precision=precision)
 
     @property
     def layers(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys([*self.content_weights, *self.style_weights]))
 
-    def __call__(self, image: Tensor) -> Evaluation:
-        features = self.net(image)
+    def features(self, image: Tensor, exact: bool = False) -> dict[str, Tensor]:
+        """The network's responses, in float32 whatever the arithmetic inside.
+
+        In reduced precision only the network runs in it (autocast: convolutions in bfloat16, accumulating in
+        float32); its responses come back as float32, so the Gram matrices and the differences of nearly equal
+        numbers in eq. 1 and eq. 4 lose nothing more, and the optimizer sees float32 losses and gradients.
+        Casting the image and the network to bfloat16 instead stalls L-BFGS within a step: pixel updates
+        below bfloat16's spacing (2^-9 near 0.5) vanish and the loss moves in steps of 0.4%, so the line
+        search finds no decrease (docs/benchmarks.md).
+        """
+        if exact or self.precision == torch.float32:
+            exact_features: dict[str, Tensor] = self.net(image)
+            return exact_features
+        with torch.autocast(image.device.type, dtype=self.precision):
+            features = self.net(image)
+        return {name: value.float() for name, value in features.items()}
+
+    def __call__(self, image: Tensor, exact: bool = False) -> Evaluation:
+        """Eq. 7 at ``image``; ``exact`` evaluates the network in float32 whatever the objective's precision."""
+        features = self.features(image, exact)
         zero = image.new_zeros(())
         layers: dict[str, Tensor] = {}
         content, style, tv = zero, zero, zero

@@ -45,6 +45,7 @@ class Result:
     elapsed: float  # seconds of optimization
     device: str
     weights: dict[str, Any]
+    precision: str = "fp32"  # the network's arithmetic as resolved from settings.precision
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
@@ -76,6 +77,25 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu" or device.index not in (None, 0):
         raise SettingsError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """The network's arithmetic: ``auto`` is bfloat16 on CPUs that compute it natively (AVX-512 BF16 or AMX,
+    measured 1.5x faster per step), float32 elsewhere; CUDA's bfloat16 has not been measured yet."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:  # oneDNN's own check (a private torch API; without it, assume no)
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @contextmanager
@@ -254,14 +274,15 @@ def _offset(callback: Callback | None, done: int, total: int, size: int) -> Call
 
 
 def _objective(net: VGGFeatures, stage: _Stage, settings: Settings, content_layers: Sequence[tuple[str, float]],
-               style_layers: Sequence[tuple[str, float]], device: torch.device) -> Objective:
+               style_layers: Sequence[tuple[str, float]], device: torch.device,
+               precision: torch.dtype = torch.float32) -> Objective:
     guidance = (Guidance(stage.guidance.output.to(device), [g.to(device) for g in stage.guidance.styles])
                 if stage.guidance is not None else None)
     return Objective.build(
         net, content_image=None if stage.content is None else stage.content.to(device),
         content_layers=content_layers, style_images=[s.to(device) for s in stage.styles],
         style_layers=style_layers, style_blend=settings.style_blend, alpha=settings.alpha,
-        beta=settings.beta, tv_weight=settings.tv_weight, guidance=guidance)
+        beta=settings.beta, tv_weight=settings.tv_weight, guidance=guidance, precision=precision)
 
 
 def run(task: str, settings: Settings, *, content: ImageLike | None = None,
@@ -270,6 +291,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
     in coarse-to-fine, once per scale, each starting from the last one's result upsampled."""
     settings = settings.validated()
     device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
     sizes = scale_schedule(settings)
     steps = _steps_per_scale(settings, len(sizes))
     stages = [_stage(settings, size, content, styles) for size in sizes]  # every input error before any work
@@ -302,7 +324,7 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
             if time_left is not None and time_left <= 0 and history:
                 reason = "time limit"
                 break
-            objective = _objective(net, stage, settings, content_layers, style_layers, device)
+            objective = _objective(net, stage, settings, content_layers, style_layers, device, precision)
             result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage_steps,
                               lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
                               callback=_offset(callback, len(history), total_steps, size))
@@ -316,13 +338,14 @@ def run(task: str, settings: Settings, *, content: ImageLike | None = None,
             objective = _objective(net, last, settings, content_layers, style_layers, device)
         output = imageio.to_pil(x)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
-            final = objective(imageio.to_tensor(output).to(device)).floats()
+            final = objective(imageio.to_tensor(output).to(device), exact=True).floats()
         if settings.preserve_color == "luminance" and last.original_content is not None:
             # The losses above are those of the luminance image that was optimized; the picture gets the
             # content's chroma back (sec. 2.2 of the colour paper).
             output = imageio.to_pil(color.recombine(imageio.to_tensor(output), last.original_content))
     return Result(image=output, losses=final, history=history, settings=settings, task=task,
                   steps=len(history), stop_reason=reason, elapsed=elapsed, device=str(device),
+                  precision="bf16" if precision == torch.bfloat16 else "fp32",
                   weights={"source": weights.source, "sha256": weights.sha256,
                            "preprocessing": weights.preprocessing.name},
                   inputs=_describe_inputs(content=content, style=None if styles is None else _as_list(styles)))

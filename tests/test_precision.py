@@ -1,0 +1,98 @@
+"""Reduced precision (--precision bf16): only the network's arithmetic changes, never the objective."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import gramstyle
+from gramstyle import image as imageio
+from gramstyle.cli import DEMO_CONTENT, DEMO_STYLE, main
+from gramstyle.config import Settings
+from gramstyle.errors import SettingsError
+from gramstyle.objective import Objective
+from gramstyle.stylize import resolve_precision
+from gramstyle.vgg import VGGFeatures, load_weights
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def objectives() -> tuple[Objective, Objective, torch.Tensor]:
+    settings = Settings()
+    content = imageio.load_image(DEMO_CONTENT, 96)
+    style = imageio.load_image(DEMO_STYLE, 96)
+    net = VGGFeatures(load_weights("caffe"), [n for n, _ in (*settings.content_layers, *settings.style_layers)])
+
+    def build(precision: torch.dtype) -> Objective:
+        return Objective.build(net, content_image=content, content_layers=settings.content_layers,
+                               style_images=[style], style_layers=settings.style_layers, alpha=settings.alpha,
+                               beta=settings.beta, precision=precision)
+
+    return build(torch.float32), build(torch.bfloat16), content
+
+
+def test_targets_are_float32_whatever_the_precision(objectives) -> None:
+    full, half, _ = objectives
+    for name in full.style:
+        assert half.style[name].dtype == torch.float32
+        assert torch.equal(half.style[name], full.style[name])
+    assert torch.equal(half.content["conv4_2"], full.content["conv4_2"])
+
+
+def test_bf16_loss_and_gradient_track_fp32(objectives) -> None:
+    full, half, content = objectives
+    image = (content + 0.1 * torch.randn_like(content)).clamp(0, 1)
+    results = []
+    for objective in (full, half):
+        x = image.clone().requires_grad_(True)
+        evaluation = objective(x)
+        (grad,) = torch.autograd.grad(evaluation.total, x)
+        results.append((float(evaluation.total.detach()), grad.flatten()))
+    (f32, g32), (f16, g16) = results
+    assert all(v.dtype == torch.float32 for v in half.features(image).values())
+    assert abs(f16 - f32) / f32 < 0.02
+    cosine = float(g16 @ g32 / (g16.norm() * g32.norm()))
+    assert cosine > 0.98
+    assert f16 != f32  # bf16 really ran: its rounding shows
+    # exact=True evaluates in float32 whatever the objective's precision
+    assert float(half(image, exact=True).total) == pytest.approx(f32, rel=1e-6)
+
+
+def test_bf16_transfer_reaches_the_fp32_loss() -> None:
+    """The quality guard: after the same steps, the float32 score of the bf16 run is within 2% of the fp32 run's."""
+    runs = {p: gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, size=96, steps=40, precision=p) for p in ("fp32", "bf16")}
+    assert runs["fp32"].precision == "fp32" and runs["bf16"].precision == "bf16"
+    start = runs["fp32"].history[0]["total"]
+    assert runs["fp32"].losses["total"] < 0.2 * start  # both really optimized
+    assert runs["bf16"].losses["total"] == pytest.approx(runs["fp32"].losses["total"], rel=0.02)
+
+
+def test_resolve_precision() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == torch.float32
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if native else torch.float32)
+    assert resolve_precision("auto", torch.device("mps")) == torch.float32
+
+
+def test_paper_tasks_default_to_fp32() -> None:
+    assert Settings.for_task("content").precision == "fp32"
+    assert Settings.for_task("texture").precision == "fp32"
+    assert Settings.for_task("transfer").precision == "auto"
+    with pytest.raises(SettingsError, match="--precision"):
+        Settings(precision="fp16").validated()  # type: ignore[arg-type]
+
+
+def test_cli_records_the_resolved_precision(tmp_path, capsys) -> None:
+    out = tmp_path / "out.png"
+    assert main(["demo", "--size", "64", "--steps", "2", "--precision", "bf16", "-q", "-o", str(out)]) == 0
+    record = json.loads((tmp_path / "out.png.json").read_text())
+    assert record["precision"] == "bf16" and record["settings"]["precision"] == "bf16"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--size", "64", "--steps", "2", "--precision", "half", "-q", "-o", str(out)])
+    assert exit_info.value.code == 2
+    assert "--precision" in capsys.readouterr().err
