@@ -106,9 +106,17 @@ def test_style_loss_backward_matches_autograd_of_eq4() -> None:
         assert torch.allclose(mine, reference, rtol=1e-12, atol=0)
 
 
-def test_style_loss_refuses_mixed_precision() -> None:
-    with pytest.raises(ValueError, match="bfloat16"):
-        losses.layer_style_loss(torch.rand(1, 2, 3, 3).bfloat16(), torch.eye(2))
+def test_style_loss_of_bfloat16_features_is_formed_in_float32() -> None:
+    torch.manual_seed(5)
+    f = torch.rand(1, 8, 6, 6)
+    target = losses.normalized_gram(torch.rand(1, 8, 5, 5))
+    exact = losses.layer_style_loss(f, target)
+    low = f.bfloat16().requires_grad_(True)
+    approx = losses.layer_style_loss(low, target)
+    assert approx.dtype == torch.float32
+    assert float(approx) == pytest.approx(float(exact), rel=0.03)
+    (grad,) = torch.autograd.grad(approx, low)
+    assert grad.dtype == torch.bfloat16
 
 
 def test_total_variation_by_hand() -> None:

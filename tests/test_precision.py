@@ -50,9 +50,12 @@ def test_bf16_loss_and_gradient_track_fp32(objectives) -> None:
         x = image.clone().requires_grad_(True)
         evaluation = objective(x)
         (grad,) = torch.autograd.grad(evaluation.total, x)
-        results.append((float(evaluation.total.detach()), grad.flatten()))
-    (f32, g32), (f16, g16) = results
-    assert all(v.dtype == torch.float32 for v in half.features(image).values())
+        results.append((float(evaluation.total.detach()), grad.flatten(), evaluation.total))
+    (f32, g32, _), (f16, g16, e16) = results
+    features = half.features(image)
+    assert features["conv1_1"].dtype == torch.float32  # the first layer sees the image in float32
+    assert features["conv4_2"].dtype == torch.bfloat16
+    assert e16.dtype == torch.float32  # losses in float32
     assert abs(f16 - f32) / f32 < 0.02
     cosine = float(g16 @ g32 / (g16.norm() * g32.norm()))
     assert cosine > 0.98
@@ -62,12 +65,13 @@ def test_bf16_loss_and_gradient_track_fp32(objectives) -> None:
 
 
 def test_bf16_transfer_reaches_the_fp32_loss() -> None:
-    """The quality guard: after the same steps, the float32 score of the bf16 run is within 2% of the fp32 run's."""
+    """The quality guard: after the same steps, the float32 score of the bf16 run is no more than 2% above the
+    fp32 run's (the two paths part after a few steps, so either may end lower)."""
     runs = {p: gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, size=96, steps=40, precision=p) for p in ("fp32", "bf16")}
     assert runs["fp32"].precision == "fp32" and runs["bf16"].precision == "bf16"
     start = runs["fp32"].history[0]["total"]
     assert runs["fp32"].losses["total"] < 0.2 * start  # both really optimized
-    assert runs["bf16"].losses["total"] == pytest.approx(runs["fp32"].losses["total"], rel=0.02)
+    assert runs["bf16"].losses["total"] <= 1.02 * runs["fp32"].losses["total"]
 
 
 def test_resolve_precision() -> None:

@@ -15,12 +15,11 @@ from torch import Tensor
 
 
 def _as_matrix(features: Tensor) -> Tensor:
-    """(1, N, h, w) or (N, h, w) -> F in R^(N x M)."""
-    if features.dim() == 4:
-        if features.shape[0] != 1:
-            raise ValueError(f"expected a batch of one image, got {features.shape[0]}")
-        features = features[0]
-    return features.reshape(features.shape[0], -1)
+    """(1, N, h, w), (N, h, w) or already (N, M) -> F in R^(N x M)."""
+    if features.dim() == 4 and features.shape[0] != 1:
+        raise ValueError(f"expected a batch of one image, got {features.shape[0]}")
+    # reshape, not features[0]: a view whose backward is a view too (indexing's backward fills a zero tensor)
+    return features.reshape(features.shape[-3], -1) if features.dim() >= 3 else features
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:
@@ -56,8 +55,6 @@ def layer_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     F^l_ij > 0, else 0.
     """
     f = _as_matrix(features)
-    if f.dtype != target_gram.dtype:
-        raise ValueError(f"features are {f.dtype} but the target Gram matrix is {target_gram.dtype}")
     loss: Tensor = _StyleLoss.apply(f, target_gram)  # type: ignore[no-untyped-call]
     return loss
 
@@ -119,12 +116,15 @@ class _StyleLoss(torch.autograd.Function):
     Autograd through ``f @ f.t()`` spends two products on the backward (one per factor); eq. 6 needs one,
     because G - A is symmetric. With D = (G - A)/M (the normalised Grams' difference), eq. 6 reads
     dE_l/dF = D F / (N_l^2 M_l); the ReLU's part of eq. 6 (zero where F <= 0) is autograd's, upstream.
+
+    Features in reduced precision (bfloat16) multiply in it, accumulating in float32 inside the product, and
+    D is formed in the target's precision (float32), where G and A nearly cancel.
     """
 
     @staticmethod
     def forward(ctx: Any, f: Tensor, target_gram: Tensor) -> Tensor:
         n, m = f.shape
-        diff = torch.mm(f, f.t()).div_(m).sub_(target_gram)
+        diff = torch.mm(f, f.t()).to(target_gram.dtype).div_(m).sub_(target_gram)
         ctx.save_for_backward(f, diff)
         return diff.pow(2).sum() / (4 * n * n)
 
@@ -132,6 +132,6 @@ class _StyleLoss(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         f, diff = ctx.saved_tensors
         n, m = f.shape
-        grad_f = torch.mm(diff, f).mul_(grad / (n * n * m)) if ctx.needs_input_grad[0] else None
+        grad_f = torch.mm(diff.to(f.dtype), f).mul_(grad / (n * n * m)) if ctx.needs_input_grad[0] else None
         grad_target = diff * (-grad / (2 * n * n)) if ctx.needs_input_grad[1] else None
         return grad_f, grad_target

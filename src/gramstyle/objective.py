@@ -159,21 +159,17 @@ class Objective:
         return tuple(dict.fromkeys([*self.content_weights, *self.style_weights]))
 
     def features(self, image: Tensor, exact: bool = False) -> dict[str, Tensor]:
-        """The network's responses, in float32 whatever the arithmetic inside.
+        """The network's responses, in the objective's precision (float32 with ``exact``).
 
-        In reduced precision only the network runs in it (autocast: convolutions in bfloat16, accumulating in
-        float32); its responses come back as float32, so the Gram matrices and the differences of nearly equal
-        numbers in eq. 1 and eq. 4 lose nothing more, and the optimizer sees float32 losses and gradients.
-        Casting the image and the network to bfloat16 instead stalls L-BFGS within a step: pixel updates
-        below bfloat16's spacing (2^-9 near 0.5) vanish and the loss moves in steps of 0.4%, so the line
-        search finds no decrease (docs/benchmarks.md).
+        In reduced precision only the network and the products of the Gram matrices run in it (see
+        `VGGFeatures.forward`, `losses.layer_style_loss`); the targets stay float32, so the differences of
+        nearly equal numbers in eq. 1 and eq. 4 are formed in float32, and the optimizer sees float32 losses
+        and gradients. Casting the image and the losses to bfloat16 too stalls L-BFGS within a step: pixel
+        updates below bfloat16's spacing (2^-9 near 0.5) vanish and the loss moves in steps of 0.4%, so the
+        line search finds no decrease (docs/benchmarks.md).
         """
-        if exact or self.precision == torch.float32:
-            exact_features: dict[str, Tensor] = self.net(image)
-            return exact_features
-        with torch.autocast(image.device.type, dtype=self.precision):
-            features = self.net(image)
-        return {name: value.float() for name, value in features.items()}
+        features: dict[str, Tensor] = self.net(image, torch.float32 if exact else self.precision)
+        return features
 
     def __call__(self, image: Tensor, exact: bool = False) -> Evaluation:
         """Eq. 7 at ``image``; ``exact`` evaluates the network in float32 whatever the objective's precision."""
