@@ -394,7 +394,7 @@ class VGGFeatures(nn.Module):
     def _reduced(self, precision: torch.dtype) -> nn.ModuleList:
         """The layers with their weights in `precision` (copied once per precision and device), the first conv
         left in float32."""
-        key = (precision, self.layers[0][0].weight.device)
+        key = (precision, next(self.parameters()).device)
         cached = self._reduced_layers.get(key)
         if cached is None:
             cached = copy.deepcopy(self.layers)
