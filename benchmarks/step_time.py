@@ -1,10 +1,15 @@
-"""Seconds per optimizer step and peak memory of a style transfer, per output size.
+"""Seconds per optimizer step and peak memory of a style transfer, per output size and precision, against the
+step time the machine's convolution throughput predicts.
 
-Each size runs in a fresh subprocess so that its peak memory is its own. A step is one VGG-19 forward and
-backward (conv1_1 ... conv5_1) plus the L-BFGS update, on the paper's objective and the bundled images.
+Each (size, precision) runs in a fresh subprocess so that its peak memory is its own. A step is one VGG-19
+forward and backward (conv1_1 ... conv5_1) plus the L-BFGS update, on the paper's objective and the bundled
+images. The prediction: a step costs twice the forward convolutions' FLOPs (the backward computes only the
+gradient of each layer's input, the same multiply-adds again; no weight gradients), plus the Gram matrices
+(one product forward, one backward with eq. 6), divided by the throughput that the same 16 convolutions reach
+here when run alone, forward, on random inputs of the same shapes.
 
-    python benchmarks/step_time.py                       # 256 and 512 px on the CPU
-    python benchmarks/step_time.py --sizes 512 1024 --device cuda
+    python benchmarks/step_time.py                                  # 256 and 512 px, fp32 and bf16, CPU
+    python benchmarks/step_time.py --sizes 512 1024 --device cuda --precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -18,7 +23,60 @@ import sys
 import time
 
 
-def measure(size: int, steps: int, device: str, warmup: int) -> dict[str, float]:
+def vgg_flops(height: int, width: int, deepest: str = "conv5_1",
+              style: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")) -> dict[str, float]:
+    """Forward multiply-add FLOPs (2 per MAC) of VGG-19's convolutions up to `deepest`, and of the Gram
+    matrices of `style` (forward N^2 M, backward N^2 M multiply-adds each)."""
+    from gramstyle.vgg import VGG19
+
+    h, w, channels, conv, gram = height, width, 3, 0.0, 0.0
+    for layer in VGG19:
+        if layer.kind == "pool":
+            h, w = h // 2, w // 2
+            continue
+        conv += 2 * channels * layer.channels * 9 * h * w
+        channels = layer.channels
+        if layer.name in style:
+            gram += 2 * 2 * layer.channels**2 * h * w
+        if layer.name == deepest:
+            break
+    return {"conv_forward": conv, "gram": gram, "step": 2 * conv + gram}
+
+
+def conv_throughput(height: int, width: int, device: str, dtype_name: str, repeats: int = 5) -> float:
+    """FLOP/s of VGG-19's convolutions (to conv5_1) run alone, forward, at this image size."""
+    import torch
+    import torch.nn.functional as F
+
+    from gramstyle.vgg import VGG19
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    shapes, h, w, channels = [], height, width, 3
+    for layer in VGG19:
+        if layer.kind == "pool":
+            h, w = h // 2, w // 2
+            continue
+        shapes.append((channels, layer.channels, h, w))
+        channels = layer.channels
+        if layer.name == "conv5_1":
+            break
+    tensors = [(torch.rand(1, c_in, h, w, device=device, dtype=dtype),
+                torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype) * 0.01) for c_in, c_out, h, w in shapes]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for x, weight in tensors:
+                F.conv2d(x, weight, padding=1)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return vgg_flops(height, width)["conv_forward"] / best
+
+
+def measure(size: int, steps: int, device: str, warmup: int, precision: str) -> dict[str, float | str]:
     import torch
 
     import gramstyle
@@ -38,42 +96,51 @@ def measure(size: int, steps: int, device: str, warmup: int) -> dict[str, float]
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     result = gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, size=size, steps=warmup + steps, device=device,
-                                callback=tick)
+                                precision=precision, callback=tick)
     total = time.perf_counter() - start
     timed = sorted(times[warmup:])
     width, height = result.image.size
-    out = {
+    out: dict[str, float | str] = {
         "size": size, "width": width, "height": height, "device": device, "threads": torch.get_num_threads(),
-        "steps": len(timed), "median_s_per_step": timed[len(timed) // 2], "mean_s_per_step": sum(timed) / len(timed),
-        "wall_s": total, "final_loss": result.losses["total"],
+        "precision": result.precision, "steps": len(timed), "median_s_per_step": timed[len(timed) // 2],
+        "mean_s_per_step": sum(timed) / len(timed), "wall_s": total, "final_loss": result.losses["total"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if device.startswith("cuda"):
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    flops = vgg_flops(height, width)
+    throughput = conv_throughput(height, width, device, result.precision)
+    out.update(step_gflop=flops["step"] / 1e9, conv_gflops=throughput / 1e9,
+               predicted_s_per_step=flops["step"] / throughput)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "auto"))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per size")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.steps, args.device, args.warmup)))
+        print(json.dumps(measure(args.one, args.steps, args.device, args.warmup, args.precision)))
         return
-    print(f"{'size':>10} {'device':>6} {'threads':>7} {'s/step (median)':>16} {'s/step (mean)':>14} "
-          f"{'peak RSS MiB':>12} {'peak CUDA MiB':>13}")
+    print(f"{'size':>10} {'device':>6} {'prec':>5} {'threads':>7} {'s/step':>8} {'GFLOP':>6} {'conv GFLOP/s':>12} "
+          f"{'predicted':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak CUDA MiB':>13}")
     for size in args.sizes:
-        command = [sys.executable, __file__, "--one", str(size), "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--device", args.device]
-        line = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
-        r = json.loads(line.strip().splitlines()[-1])
-        cuda = f"{r['peak_cuda_mib']:13.0f}" if "peak_cuda_mib" in r else f"{'-':>13}"
-        print(f"{r['width']:>4}x{r['height']:<5} {r['device']:>6} {r['threads']:>7} {r['median_s_per_step']:16.4f} "
-              f"{r['mean_s_per_step']:14.4f} {r['peak_rss_mib']:12.0f} {cuda}", flush=True)
+        for precision in args.precisions:
+            command = [sys.executable, __file__, "--one", str(size), "--steps", str(args.steps), "--warmup",
+                       str(args.warmup), "--device", args.device, "--precision", precision]
+            line = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
+            r = json.loads(line.strip().splitlines()[-1])
+            cuda = f"{r['peak_cuda_mib']:13.0f}" if "peak_cuda_mib" in r else f"{'-':>13}"
+            print(f"{r['width']:>4}x{r['height']:<5} {r['device']:>6} {r['precision']:>5} {r['threads']:>7} "
+                  f"{r['median_s_per_step']:8.4f} {r['step_gflop']:6.1f} {r['conv_gflops']:12.0f} "
+                  f"{r['predicted_s_per_step']:9.4f} {r['median_s_per_step'] / r['predicted_s_per_step']:6.2f} "
+                  f"{r['peak_rss_mib']:12.0f} {cuda}", flush=True)
 
 
 if __name__ == "__main__":
