@@ -26,10 +26,11 @@ def test_normalised_filters_have_unit_mean_activation_on_the_reference_set(norma
     means = vgg.mean_activations(normalized, images)
     for name, m in means.items():
         dead = original[name] == 0  # a filter that never fires keeps mean 0 (18 in conv5_4)
-        # (one conv5_4 filter fires at 8.5e-7 on average: float32 rounding leaves it at 0.996)
+        # (one conv5_4 filter fires at 8.4e-7 on average: float32 rounding leaves it between 0.996 and 1.013,
+        # depending on the summation order of the convolution kernels, e.g. channels-last or not)
         alive = original[name] > 1e-4
         assert torch.allclose(m[alive], torch.ones_like(m[alive]), atol=1e-3), name
-        assert torch.all(m[dead] == 0) and torch.allclose(m[~dead], torch.ones_like(m[~dead]), atol=1e-2)
+        assert torch.all(m[dead] == 0) and torch.allclose(m[~dead], torch.ones_like(m[~dead]), atol=3e-2)
     assert int((original["conv5_4"] == 0).sum()) < 32
 
 

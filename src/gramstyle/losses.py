@@ -18,8 +18,14 @@ def _as_matrix(features: Tensor) -> Tensor:
     """(1, N, h, w), (N, h, w) or already (N, M) -> F in R^(N x M)."""
     if features.dim() == 4 and features.shape[0] != 1:
         raise ValueError(f"expected a batch of one image, got {features.shape[0]}")
+    if features.dim() < 3:
+        return features
+    n = features.shape[-3]
+    if features.dim() == 4 and features.is_contiguous(memory_format=torch.channels_last) and n > 1:
+        # channels-last maps hold F^T (M x N) contiguously: take F as its transposed view, not a copy
+        return features.permute(0, 2, 3, 1).reshape(-1, n).t()
     # reshape, not features[0]: a view whose backward is a view too (indexing's backward fills a zero tensor)
-    return features.reshape(features.shape[-3], -1) if features.dim() >= 3 else features
+    return features.reshape(n, -1)
 
 
 def content_loss(features: Tensor, target: Tensor) -> Tensor:
@@ -132,6 +138,10 @@ class _StyleLoss(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
         f, diff = ctx.saved_tensors
         n, m = f.shape
-        grad_f = torch.mm(diff.to(f.dtype), f).mul_(grad / (n * n * m)) if ctx.needs_input_grad[0] else None
+        grad_f = None
+        if ctx.needs_input_grad[0]:
+            d = diff.to(f.dtype)
+            # D F, laid out like F (so a channels-last map gets a channels-last gradient: no strided copies)
+            grad_f = (torch.mm(f.t(), d).t() if f.stride(0) == 1 else torch.mm(d, f)).mul_(grad / (n * n * m))
         grad_target = diff * (-grad / (2 * n * n)) if ctx.needs_input_grad[1] else None
         return grad_f, grad_target
