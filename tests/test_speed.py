@@ -125,3 +125,21 @@ def test_recolored_start_has_the_paintings_colour_statistics() -> None:
     assert not torch.allclose(pixels.mean(1), content.reshape(3, -1).double().mean(1), atol=0.05)
     # without a style image there is nothing to recolour to: the photo itself
     assert torch.equal(initial_image("recolored", tuple(content.shape[2:]), 0, content, [], 10**8), content)
+
+
+def test_bf16_network_sees_changes_below_one_bf16_step_of_the_image() -> None:
+    """The image enters the bf16 network as hi + lo halves: a change of 1e-3 (0.26 caffe units, below
+    bfloat16's step of 0.5-1 there) still moves conv1_1's response as float32 says it should."""
+    net = VGGFeatures(load_weights("caffe"), ["conv1_1"])
+    x = imageio.load_image(DEMO_CONTENT, 64)
+    bump = torch.zeros_like(x)
+    bump[..., 20:40, 20:40] = 1e-3
+    exact = (net(x + bump)["conv1_1"] - net(x)["conv1_1"]).double()
+    low = net(x + bump, torch.bfloat16)["conv1_1"].double() - net(x, torch.bfloat16)["conv1_1"].double()
+    assert float(exact.abs().sum()) > 1000
+    assert float(low.sum()) == pytest.approx(float(exact.sum()), rel=0.1)
+    assert float((low * exact).sum() / (low.norm() * exact.norm())) > 0.8
+    full = net(x)["conv1_1"]
+    half = net(x, torch.bfloat16)["conv1_1"]
+    assert half.dtype == torch.bfloat16
+    assert float((half.float() - full).abs().max()) <= 0.01 * float(full.abs().max())
