@@ -167,7 +167,7 @@ class Settings:
         default="auto",
         # Not a change of the objective: the network's convolutions run in bfloat16 while the image, the
         # targets, the losses and the optimizer stay float32. On this project's 2-core AVX-512-BF16 CPU a step
-        # costs 0.14 s instead of 0.22 s at 256 px, and the loss after the same time is lower, not higher, when
+        # costs 0.095 s instead of 0.19 s at 256 px, and the loss after the same time is lower, not higher, when
         # scored in float32 (docs/benchmarks.md). auto = bf16 where the processor computes it natively (CPUs
         # with AVX-512 BF16 or AMX), fp32 elsewhere (CUDA: not yet measured).
         metadata=_opt("arithmetic of the network's convolutions: auto, fp32 or bf16 (losses and image stay fp32)",
