@@ -67,12 +67,11 @@ def worker(content: str, style: str, output: str, target: float, extra: str) -> 
     """gramstyle in its own process: print each step's loss, stop at `target`, save (image and record)."""
     import gramstyle
     from gramstyle import image as imageio
-    from gramstyle.cli import build_parser
+    from gramstyle.cli import _settings_from, build_parser
 
-    # The CLI's own parsing, so that --gramstyle-args takes exactly the flags a user would type.
+    # The CLI's own parsing and settings, so that --gramstyle-args takes exactly the flags a user would type.
     args = build_parser().parse_args(["transfer", content, style, "-o", output, *extra.split()])
-    fields = {f: getattr(args, f) for f in gramstyle.Settings.__dataclass_fields__ if hasattr(args, f)}
-    settings = gramstyle.Settings(**fields)
+    settings = _settings_from(args, "transfer")
     settings = settings.replace(size=max(imageio.load_image(content).shape[2:]), steps=10_000)
 
     def report(progress: gramstyle.Progress) -> bool:

@@ -23,23 +23,28 @@ import sys
 import time
 
 
-def vgg_flops(height: int, width: int, deepest: str = "conv5_1",
-              style: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")) -> dict[str, float]:
-    """Forward multiply-add FLOPs (2 per MAC) of VGG-19's convolutions up to `deepest`, and of the Gram
-    matrices of `style` (forward N^2 M, backward N^2 M multiply-adds each)."""
+def conv_shapes(height: int, width: int, deepest: str = "conv5_1") -> list[tuple[str, int, int, int, int]]:
+    """(name, input channels, output channels, h, w) of VGG-19's convolutions up to `deepest`."""
     from gramstyle.vgg import VGG19
 
-    h, w, channels, conv, gram = height, width, 3, 0.0, 0.0
+    shapes, h, w, channels = [], height, width, 3
     for layer in VGG19:
         if layer.kind == "pool":
             h, w = h // 2, w // 2
             continue
-        conv += 2 * channels * layer.channels * 9 * h * w
+        shapes.append((layer.name, channels, layer.channels, h, w))
         channels = layer.channels
-        if layer.name in style:
-            gram += 2 * 2 * layer.channels**2 * h * w
         if layer.name == deepest:
             break
+    return shapes
+
+
+def vgg_flops(height: int, width: int,
+              style: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")) -> dict[str, float]:
+    """Forward multiply-add FLOPs (2 per MAC) of VGG-19's convolutions up to conv5_1, and of the Gram
+    matrices of `style` (forward N^2 M, backward N^2 M multiply-adds each)."""
+    conv = sum(2 * c_in * c_out * 9 * h * w for _, c_in, c_out, h, w in conv_shapes(height, width))
+    gram = sum(2 * 2 * c_out**2 * h * w for name, _, c_out, h, w in conv_shapes(height, width) if name in style)
     return {"conv_forward": conv, "gram": gram, "step": 2 * conv + gram}
 
 
@@ -48,20 +53,10 @@ def conv_throughput(height: int, width: int, device: str, dtype_name: str, repea
     import torch
     import torch.nn.functional as F
 
-    from gramstyle.vgg import VGG19
-
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    shapes, h, w, channels = [], height, width, 3
-    for layer in VGG19:
-        if layer.kind == "pool":
-            h, w = h // 2, w // 2
-            continue
-        shapes.append((channels, layer.channels, h, w))
-        channels = layer.channels
-        if layer.name == "conv5_1":
-            break
     tensors = [(torch.rand(1, c_in, h, w, device=device, dtype=dtype),
-                torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype) * 0.01) for c_in, c_out, h, w in shapes]
+                torch.randn(c_out, c_in, 3, 3, device=device, dtype=dtype) * 0.01)
+               for _, c_in, c_out, h, w in conv_shapes(height, width)]
     best = float("inf")
     with torch.no_grad():
         for _ in range(repeats):

@@ -178,13 +178,8 @@ class Objective:
         layers: dict[str, Tensor] = {}
         content, style, tv = zero, zero, zero
         for name, weight in self.content_weights.items():
-            target = self.content[name]
-            if features[name].is_contiguous(memory_format=torch.channels_last) != target.is_contiguous(
-                    memory_format=torch.channels_last):  # same layout as the response: no strided arithmetic
-                self.content[name] = target = target.contiguous(
-                    memory_format=torch.channels_last if features[name].is_contiguous(
-                        memory_format=torch.channels_last) else torch.contiguous_format)
-            layers[f"content:{name}"] = loss = losses.content_loss(features[name], target)
+            # P^l comes from the same network, so it has the responses' (channels-last) layout
+            layers[f"content:{name}"] = loss = losses.content_loss(features[name], self.content[name])
             content = content + weight * loss
         for name, weight in self.style_weights.items():
             if self.guides:
