@@ -13,7 +13,7 @@ import argparse
 import time
 
 import gramstyle
-from gramstyle.cli import DEMO_CONTENT, DEMO_STYLE
+from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 
 
 def parse_variant(text: str) -> dict[str, object]:

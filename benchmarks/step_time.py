@@ -25,7 +25,7 @@ import time
 
 def conv_shapes(height: int, width: int, deepest: str = "conv5_1") -> list[tuple[str, int, int, int, int]]:
     """(name, input channels, output channels, h, w) of VGG-19's convolutions up to `deepest`."""
-    from gramstyle.vgg import VGG19
+    from gramstyle.layers import VGG19
 
     shapes, h, w, channels = [], height, width, 3
     for layer in VGG19:
@@ -75,7 +75,7 @@ def measure(size: int, steps: int, device: str, warmup: int, precision: str) -> 
     import torch
 
     import gramstyle
-    from gramstyle.cli import DEMO_CONTENT, DEMO_STYLE
+    from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 
     times: list[float] = []
     last = [time.perf_counter()]

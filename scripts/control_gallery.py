@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import gramstyle
-from gramstyle import image as imageio
+from gramstyle import images as imageio
+from gramstyle.apps.figures import compose
 from gramstyle.assets import STARRY_NIGHT, THE_SCREAM, TUBINGEN
-from gramstyle.figures import compose
 
 
 def _region_masks(folder: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The command line end to end: every subcommand succeeds and records its run; every bad input is refused.
 
-Most calls run `gramstyle.cli.main` in-process (fast: the weights are loaded once); a few run the real
-`python -m gramstyle.cli` / `python -m gramstyle` to prove exit codes and a clean stderr. Images are the
+Most calls run `gramstyle.apps.cli.main` in-process (fast: the weights are loaded once); a few run the real
+`python -m gramstyle.apps.cli` / `python -m gramstyle` to prove exit codes and a clean stderr. Images are the
 bundled Tübingen photo and The Starry Night at 64 px, with a handful of steps.
 """
 
@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 import gramstyle
-from gramstyle import cli
+from gramstyle.apps import cli
 from gramstyle.config import Settings
 from gramstyle.vgg import CAFFE_WEIGHTS_SHA256
 
@@ -44,7 +44,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
-def run_subprocess(*argv: str, cwd: Path, module: str = "gramstyle.cli") -> subprocess.CompletedProcess[str]:
+def run_subprocess(*argv: str, cwd: Path, module: str = "gramstyle.apps.cli") -> subprocess.CompletedProcess[str]:
     # One thread: on a small, busy machine torch's thread pool can spin against other processes (measured: 1.8 s
     # become 11 s on 2 loaded cores). The results do not depend on it.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -7,7 +7,7 @@ import torch
 
 import gramstyle
 from gramstyle import color
-from gramstyle import image as imageio
+from gramstyle import images as imageio
 from gramstyle.assets import STARRY_NIGHT, TUBINGEN
 
 

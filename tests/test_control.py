@@ -6,25 +6,25 @@ import pytest
 import torch
 
 import gramstyle
-from gramstyle import image as imageio
+from gramstyle import images as imageio
 from gramstyle import vgg
 from gramstyle.assets import SHIPWRECK, STARRY_NIGHT, TUBINGEN
 from gramstyle.config import Settings
 from gramstyle.errors import SettingsError
 from gramstyle.objective import style_targets
-from gramstyle.stylize import _style_size, scale_schedule
+from gramstyle.stages import scale_schedule, style_size
 
 
 def test_style_scale_and_size_set_the_style_image_size() -> None:
     base = Settings(size=512)
-    assert _style_size(base, 512) == 512
-    assert _style_size(base.replace(style_scale=0.5), 512) == 256
-    assert _style_size(base.replace(style_scale=2.0), 256) == 512
-    assert _style_size(base.replace(style_size=300), 512) == 300
-    assert _style_size(base.replace(style_size=300), 256) == 150  # scaled with a coarse-to-fine stage
-    with pytest.raises(SettingsError, match="--style-size or --style-scale"):
+    assert style_size(base, 512)[0] == 512
+    assert style_size(base.replace(style_scale=0.5), 512)[0] == 256
+    assert style_size(base.replace(style_scale=2.0), 256)[0] == 512
+    assert style_size(base.replace(style_size=300), 512)[0] == 300
+    assert style_size(base.replace(style_size=300), 256)[0] == 150  # scaled with a coarse-to-fine stage
+    with pytest.raises(SettingsError, match="style_size or style_scale"):
         base.replace(style_size=300, style_scale=0.5).validated()
-    with pytest.raises(SettingsError, match="--style-scale"):
+    with pytest.raises(SettingsError, match="style_scale"):
         base.replace(style_scale=0.0).validated()
 
 
@@ -34,21 +34,28 @@ def test_scale_schedules() -> None:
     assert scale_schedule(Settings(size=300, scales="auto")) == [300]
     assert scale_schedule(Settings(size=512, scales="128,256,512")) == [128, 256, 512]
     for bad in ("256,128,512", "128,256", "a,512", ""):
-        with pytest.raises(SettingsError, match="--scales"):
+        with pytest.raises(SettingsError, match="scales"):
             Settings(size=512, scales=bad).validated()
-    with pytest.raises(SettingsError, match="--scale-steps needs --scales"):
+    with pytest.raises(SettingsError, match="scale_steps needs scales"):
         Settings(scale_steps="10").validated()
     with pytest.raises(SettingsError, match="3 counts for 2 scales"):
         gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, scales="64,128", scale_steps="1,2,3")
 
 
 def test_coarse_to_fine_runs_every_scale_and_ends_at_the_full_size() -> None:
-    seen: list[tuple[int, int, float]] = []
+    events: list[gramstyle.Progress] = []
     result = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, scales="64,128", scale_steps="10,10", steps=99,
-                                callback=lambda p: seen.append((p.step, p.steps, p.losses["scale"])) and None)
+                                callback=lambda p: events.append(p) and None)
     assert result.image.size == (128, 96)
     assert result.steps == 20 and [h["scale"] for h in result.history] == [64.0] * 10 + [128.0] * 10
-    assert [s for s, _, _ in seen] == list(range(1, 21)) and {t for _, t, _ in seen} == {20}
+    steps = [p for p in events if p.kind == "step"]
+    assert [p.step for p in steps] == list(range(1, 21)) and {p.steps for p in steps} == {20}
+    assert [p.stage.size for p in steps if p.stage] == [64] * 10 + [128] * 10
+    assert [p.stage_step for p in steps] == list(range(1, 11)) * 2
+    # each stage starts and ends with an event; the estimate of the time left counts down to 0
+    assert [(p.kind, p.stage.index) for p in events if p.kind != "step" and p.stage] == [
+        ("stage_start", 0), ("stage_end", 0), ("stage_start", 1), ("stage_end", 1)]
+    assert steps[0].eta is not None and steps[0].eta > steps[10].eta > steps[-1].eta == 0
     # The second scale starts where the first ended, upsampled: below a fresh start from the photo at 128 px.
     fresh = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, steps=1)
     assert result.history[10]["total"] < fresh.history[0]["total"]
@@ -62,10 +69,10 @@ def test_style_scale_changes_the_targets() -> None:
 
 
 def test_blend_weights_zero_one_reproduce_a_single_style_and_half_lies_between() -> None:
-    net = vgg.VGGFeatures(vgg.load_caffe_weights(), ["conv1_1", "conv3_1"])
+    net = vgg.VGGFeatures(vgg.load_caffe_weights())
     s1, s2 = imageio.load_image(STARRY_NIGHT, 64), imageio.load_image(SHIPWRECK, 64)
     layers = ["conv1_1", "conv3_1"]
-    only1, only2 = style_targets(net, [s1], layers), style_targets(net, [s2], layers)
+    only1, only2 = style_targets(net, [s1], layers, None), style_targets(net, [s2], layers, None)
     assert all(torch.equal(style_targets(net, [s1, s2], layers, [1.0, 0.0])[n], only1[n]) for n in layers)
     assert all(torch.equal(style_targets(net, [s1, s2], layers, [0.0, 1.0])[n], only2[n]) for n in layers)
     half = style_targets(net, [s1, s2], layers, [0.5, 0.5])
@@ -94,11 +101,11 @@ def test_guided_gram_with_a_full_guide_is_the_normalised_gram() -> None:
 def test_guides_are_propagated_to_each_layer_resolution() -> None:
     from gramstyle.objective import propagate_guide
 
-    net = vgg.VGGFeatures(vgg.load_caffe_weights(), ["conv1_1", "conv3_1", "conv5_1"])
+    net = vgg.VGGFeatures(vgg.load_caffe_weights())
     x = torch.rand(1, 3, 72, 100)
     guide = torch.zeros(2, 72, 100)
     guide[0, :, :50], guide[1, :, 50:] = 1, 1
-    for name, features in net(x).items():
+    for name, features in net(x, ["conv1_1", "conv3_1", "conv5_1"]).items():
         g = propagate_guide(guide, name)
         assert g.shape == (2, *features.shape[2:])
         assert torch.allclose(g.sum(0), torch.ones_like(g[0]))  # the regions still tile the picture
@@ -145,7 +152,7 @@ def test_mask_errors(tmp_path) -> None:
     with pytest.raises(SettingsError, match="1 masks for 2 style"):
         gramstyle.transfer(TUBINGEN, [STARRY_NIGHT, SHIPWRECK], size=64, steps=1, content_mask=content_mask,
                            style_mask=(red,))
-    with pytest.raises(SettingsError, match="#0000ff appears in no --style-mask"):
+    with pytest.raises(SettingsError, match="#0000ff appears in no style_mask"):
         gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=1, content_mask=content_mask, style_mask=(red,))
     noisy = tmp_path / "noisy.png"
     Image.effect_noise((64, 48), 80).convert("RGB").save(noisy)

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from gramstyle.cli import build_parser
+from gramstyle.apps.cli import build_parser
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 

@@ -1,4 +1,4 @@
-"""Tests of gramstyle.image, the file/PIL boundary. Every test image is made here, in tmp_path."""
+"""Tests of gramstyle.images, the file/PIL boundary. Every test image is made here, in tmp_path."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import torch
 from PIL import Image, ImageFile, ImageFilter
 
 from gramstyle.errors import ImageError
-from gramstyle.image import (
-    MIN_SIDE,
-    check_writable,
+from gramstyle.files import write_text
+from gramstyle.images import check_output as check_writable
+from gramstyle.images import (
     load_image,
     open_image,
     output_format,
@@ -30,8 +30,8 @@ from gramstyle.image import (
     to_pil,
     to_rgb,
     to_tensor,
-    write_text,
 )
+from gramstyle.layers import MIN_SIDE
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

@@ -36,9 +36,11 @@ def test_style_loss_eq5_and_total_eq7() -> None:
     feats = {"a": F, "b": 2 * F}
     targets = {"a": losses.normalized_gram(F) + 1, "b": losses.normalized_gram(2 * F)}
     # E_a: every entry of G/M - A/M is -1, so E_a = 4 / (4 * 2^2) = 0.25; E_b = 0.
-    style = losses.style_loss(feats, targets, {"a": 0.5, "b": 0.5})
+    per_layer = {name: losses.layer_style_loss(feats[name], targets[name]) for name in feats}
+    assert per_layer["a"].item() == pytest.approx(0.25) and per_layer["b"].item() == pytest.approx(0, abs=1e-12)
+    style = losses.style_loss(per_layer, {"a": 0.5, "b": 0.5})
     assert style.item() == pytest.approx(0.125)
-    total = losses.total_loss(torch.tensor(5.0), style, alpha=1e-3, beta=2.0)
+    total = losses.total_loss({"content": torch.tensor(5.0), "style": style}, {"content": 1e-3, "style": 2.0})
     assert total.item() == pytest.approx(1e-3 * 5 + 2 * 0.125)
 
 

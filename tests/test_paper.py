@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import gramstyle
-from gramstyle import cli, vgg
-from gramstyle import image as imageio
+from gramstyle import images as imageio
+from gramstyle import vgg
+from gramstyle.apps import cli
+from gramstyle.apps.figures import FIG3_RATIOS, panels
 from gramstyle.assets import REFERENCE_IMAGES, STARRY_NIGHT, TUBINGEN
-from gramstyle.figures import FIG3_RATIOS, panels
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def normalized() -> vgg.LoadedWeights:
 
 
 def test_normalised_filters_have_unit_mean_activation_on_the_reference_set(normalized) -> None:
-    images = [imageio.load_image(p, vgg.NORMALIZATION_SIZE) for p in REFERENCE_IMAGES]
+    images = [imageio.load_image(p, vgg.normalized.NORMALIZATION_SIZE) for p in REFERENCE_IMAGES]
     original = vgg.mean_activations(vgg.load_caffe_weights(), images)
     means = vgg.mean_activations(normalized, images)
     for name, m in means.items():
@@ -35,13 +36,13 @@ def test_normalised_filters_have_unit_mean_activation_on_the_reference_set(norma
 
 
 def test_normalised_features_equal_the_original_up_to_a_per_channel_scale(normalized) -> None:
-    images = [imageio.load_image(p, vgg.NORMALIZATION_SIZE) for p in REFERENCE_IMAGES]
+    images = [imageio.load_image(p, vgg.normalized.NORMALIZATION_SIZE) for p in REFERENCE_IMAGES]
     means = vgg.mean_activations(vgg.load_caffe_weights(), images)
     x = imageio.load_image(TUBINGEN, 64)  # not the reference size: the property holds for any input
     layers = ["conv1_1", "conv3_1", "conv4_2", "conv5_1"]
     for pooling in ("avg", "max"):
-        a = vgg.VGGFeatures(vgg.load_caffe_weights(), layers, pooling)(x)
-        b = vgg.VGGFeatures(normalized, layers, pooling)(x)
+        a = vgg.VGGFeatures(vgg.load_caffe_weights(), pooling)(x, layers)
+        b = vgg.VGGFeatures(normalized, pooling)(x, layers)
         for name in layers:
             scale = torch.where(means[name] > 0, means[name], torch.ones_like(means[name])).view(1, -1, 1, 1)
             assert torch.allclose(b[name] * scale, a[name], rtol=1e-3, atol=1e-3 * float(a[name].abs().max()))

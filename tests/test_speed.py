@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import gramstyle
-from gramstyle import image as imageio
-from gramstyle.cli import DEMO_CONTENT, DEMO_STYLE, main
+from gramstyle import images as imageio
+from gramstyle.apps.cli import main
+from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 from gramstyle.config import Settings
+from gramstyle.devices import resolve_precision
 from gramstyle.errors import SettingsError
 from gramstyle.objective import Objective
-from gramstyle.stylize import resolve_precision
 from gramstyle.vgg import VGGFeatures, load_weights
 
 pytestmark = pytest.mark.slow
@@ -26,12 +27,11 @@ def objectives() -> tuple[Objective, Objective, torch.Tensor]:
     settings = Settings()
     content = imageio.load_image(DEMO_CONTENT, 96)
     style = imageio.load_image(DEMO_STYLE, 96)
-    net = VGGFeatures(load_weights("caffe"), [n for n, _ in (*settings.content_layers, *settings.style_layers)])
+    net = VGGFeatures(load_weights("caffe"))
 
     def build(precision: torch.dtype) -> Objective:
-        return Objective.build(net, content_image=content, content_layers=settings.content_layers,
-                               style_images=[style], style_layers=settings.style_layers, alpha=settings.alpha,
-                               beta=settings.beta, precision=precision)
+        return Objective.for_settings(net, settings, content_image=content, style_images=[style],
+                                      precision=precision)
 
     return build(torch.float32), build(torch.bfloat16), content
 
@@ -97,7 +97,7 @@ def test_paper_tasks_default_to_fp32() -> None:
     assert Settings.for_task("content").precision == "fp32"
     assert Settings.for_task("texture").precision == "fp32"
     assert Settings.for_task("transfer").precision == "auto"
-    with pytest.raises(SettingsError, match="--precision"):
+    with pytest.raises(SettingsError, match="precision"):
         Settings(precision="fp16").validated()  # type: ignore[arg-type]
 
 
@@ -130,12 +130,13 @@ def test_recolored_start_has_the_paintings_colour_statistics() -> None:
 def test_bf16_network_sees_changes_below_one_bf16_step_of_the_image() -> None:
     """The image enters the bf16 network as hi + lo halves: a change of 1e-3 (0.26 caffe units, below
     bfloat16's step of 0.5-1 there) still moves conv1_1's response as float32 says it should."""
-    net = VGGFeatures(load_weights("caffe"), ["conv1_1"])
+    net = VGGFeatures(load_weights("caffe"))
     x = imageio.load_image(DEMO_CONTENT, 64)
     bump = torch.zeros_like(x)
     bump[..., 20:40, 20:40] = 1e-3
-    exact = (net(x + bump)["conv1_1"] - net(x)["conv1_1"]).double()
-    low = net(x + bump, torch.bfloat16)["conv1_1"].double() - net(x, torch.bfloat16)["conv1_1"].double()
+    c1 = ["conv1_1"]
+    exact = (net(x + bump, c1)["conv1_1"] - net(x, c1)["conv1_1"]).double()
+    low = net(x + bump, c1, torch.bfloat16)["conv1_1"].double() - net(x, c1, torch.bfloat16)["conv1_1"].double()
     assert float(exact.abs().sum()) > 1000
     assert float(low.sum()) == pytest.approx(float(exact.sum()), rel=0.1)
     assert float((low * exact).sum() / (low.norm() * exact.norm())) > 0.8

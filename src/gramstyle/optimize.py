@@ -16,25 +16,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .errors import OptimizationError
+from .config import Settings
+from .errors import Cancelled, OptimizationError
+from .events import Callback, CancelToken, Progress
 from .objective import Evaluation
 
 LossFunction = Callable[[Tensor], Evaluation]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a callback sees after each step. ``image`` is the evaluated image (read it, do not modify it)."""
-
-    step: int  # 1-based
-    steps: int
-    elapsed: float  # seconds since the loop started
-    losses: dict[str, float]  # "total", "content", "style", "tv" and per-layer values
-    image: Tensor
-
-
-#: Called after every step; return True to stop (cancellation between steps).
-Callback = Callable[[Progress], "bool | None"]
 
 
 @dataclass
@@ -177,14 +164,22 @@ def _evaluate(loss_fn: LossFunction, x: Tensor) -> tuple[Evaluation, Tensor]:
     return evaluation, grad
 
 
-def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = "lbfgs", steps: int = 500, lr: float = 1.0,
-             history_size: int = 50, time_limit: float | None = None, callback: Callback | None = None,
+_DEFAULTS = Settings()
+
+
+def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.optimizer,
+             steps: int = _DEFAULTS.steps, lr: float | None = None, history_size: int = _DEFAULTS.history_size,
+             time_limit: float | None = None, callback: Callback | None = None,
+             cancel: CancelToken | None = None,
              bounds: tuple[float, float] | None = (0.0, 1.0)) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
     With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
-    saved 8-bit image loses nothing to clipping.
+    saved 8-bit image loses nothing to clipping. The callback sees every step; it or ``cancel`` stops the loop
+    between steps. Defaults are `Settings`' (``lr`` None: the optimizer's own default step size).
     """
+    if lr is None:
+        lr = _DEFAULTS.replace(optimizer=method).step_size
     shape = init.shape
     stepper: LBFGS | Adam
     if method == "lbfgs":
@@ -200,6 +195,9 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = "lbfgs", step
     history: list[dict[str, float]] = []
     reason, step = "steps", 0
     while step < steps:
+        if cancel is not None and cancel.cancelled:
+            reason = "cancelled"
+            break
         if time_limit is not None and step > 0:
             elapsed = time.perf_counter() - start
             if elapsed + elapsed / step > time_limit:  # the next step would end past the limit
@@ -220,6 +218,8 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = "lbfgs", step
             reason = "converged"
             break
         x = proposal.reshape(shape)
+    if not history and reason == "cancelled":
+        raise Cancelled("cancelled before the first step")
     if not math.isfinite(best_loss):
         raise OptimizationError(f"the loss was never finite (last: {history[-1]['total'] if history else 'n/a'})")
     return OptimizationResult(best_image, best_loss, step, time.perf_counter() - start, reason, history)

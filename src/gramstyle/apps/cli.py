@@ -20,13 +20,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import image as imageio
-from .assets import DEMO_CONTENT, DEMO_STYLE
-from .config import Settings
-from .errors import GramstyleError, SettingsError
-from .optimize import Progress
-from .stylize import Result, reconstruct_content, synthesize_texture, transfer
-from .vgg import VGG19, canonical_layer
+from .. import config
+from .. import images as imageio
+from ..assets import DEMO_CONTENT, DEMO_STYLE
+from ..config import Settings
+from ..errors import GramstyleError, SettingsError, literal, render
+from ..events import Progress
+from ..layers import MIN_SIDE, VGG19, canonical_layer
+from ..result import Result
+from ..tasks import reconstruct_content, synthesize_texture, transfer
 
 EXIT_USAGE = 2
 
@@ -44,33 +46,6 @@ def _number(kind: Callable[[str], Any], what: str) -> Callable[[str], Any]:
             return kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-
-    return parse
-
-
-def _layer_weights(equal_split: bool) -> Callable[[str], tuple[tuple[str, float], ...]]:
-    """'conv1_1,conv2_1' (weights equal; they sum to 1 if `equal_split`, else 1 each) or 'conv4_2:1,conv5_2:0.5'."""
-
-    def parse(text: str) -> tuple[tuple[str, float], ...]:
-        items = [item.strip() for item in text.split(",") if item.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("expected at least one layer, e.g. conv4_2")
-        pairs = []
-        for item in items:
-            name, _, weight = item.partition(":")
-            try:
-                layer = canonical_layer(name)
-            except SettingsError as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
-            if weight:
-                try:
-                    value = float(weight)
-                except ValueError:
-                    raise argparse.ArgumentTypeError(f"bad weight {weight!r} for {name}") from None
-            else:
-                value = 1.0 / len(items) if equal_split else 1.0
-            pairs.append((layer, value))
-        return tuple(pairs)
 
     return parse
 
@@ -94,44 +69,24 @@ def _layer_names(text: str) -> tuple[str, ...]:
     return tuple(_layer_name(item) for item in items)
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+def flag(name: str) -> str:
+    """The CLI's name for a setting: style_scale -> --style-scale."""
+    return "--" + name.replace("_", "-")
 
 
-def _width_height(text: str) -> tuple[int, int]:
-    width, sep, height = text.lower().partition("x")
-    try:
-        size = (int(width), int(height)) if sep else None
-    except ValueError:
-        size = None
-    if size is None:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 512x384, got {text!r}")
-    if min(size) < imageio.MIN_SIDE:
-        raise argparse.ArgumentTypeError(f"each side must be at least {imageio.MIN_SIDE} px, got {text!r}")
-    return size
+def _field_type(name: str) -> Callable[[str], Any]:
+    """The flag's parser: `config.parse_field`, its error as argparse's one line."""
 
+    def parse(text: str) -> Any:
+        try:
+            value = config.parse_field(name, text)
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(exc.render(flag).removeprefix(flag(name) + ": ")) from None
+        if name == "output_size" and value is not None and min(value) < MIN_SIDE:
+            raise argparse.ArgumentTypeError(f"each side must be at least {MIN_SIDE} px, got {text!r}")
+        return value
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "content_layers": _layer_weights(equal_split=False),
-    "style_layers": _layer_weights(equal_split=True),
-    "style_blend": _floats,
-    "output_size": _width_height,
-    "style_mask": lambda text: tuple(p for p in text.split(",") if p),
-}
-
-
-def _field_type(field: dataclasses.Field[Any]) -> Callable[[str], Any]:
-    if field.name in _PARSERS:
-        return _PARSERS[field.name]
-    annotation = str(field.type)
-    if annotation.startswith("int"):
-        return _number(int, "an integer")
-    if annotation.startswith("float"):
-        return _number(float, "a number")
-    return str
+    return parse
 
 
 # Which Settings fields each subcommand exposes (the others keep their task defaults).
@@ -157,12 +112,12 @@ def _add_settings(parser: argparse.ArgumentParser, task: str) -> None:
         field = fields[name]
         default = getattr(defaults, name)
         shown = _show(default)
-        help_text = field.metadata.get("help", "") + (f" [default: {shown}]" if shown else "")
-        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text,
-                                  "type": _field_type(field)}
-        if "choices" in field.metadata:
-            kwargs["choices"] = field.metadata["choices"]
-        group.add_argument("--" + name.replace("_", "-"), **kwargs)
+        help_text = field.metadata.get("help", "") + (f" [default: {literal(shown)}]" if shown else "")
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": render(help_text, flag),
+                                  "type": _field_type(name)}
+        if config.choices(name) is not None:
+            kwargs["choices"] = config.choices(name)
+        group.add_argument(flag(name), **kwargs)
 
 
 def _show(value: Any) -> str:
@@ -244,14 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- running --------------------------------------------------------------------------------------------------
 
-def _settings_from(args: argparse.Namespace, task: str) -> Settings:
+def settings_from_args(args: argparse.Namespace, task: str) -> Settings:
+    """The run's settings from parsed flags: the task's defaults, the flags given, --ratio as beta; validated."""
     names = {f.name for f in dataclasses.fields(Settings)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
     settings = Settings.for_task(task).replace(**overrides)
     ratio = getattr(args, "ratio", None)
     if ratio is not None:
         if "beta" in overrides:
-            raise SettingsError("give --beta or --ratio, not both")
+            raise SettingsError("give {beta} or --ratio, not both", field="beta")
         if not (ratio > 0 and ratio != float("inf")):
             raise SettingsError(f"--ratio must be a finite number > 0, got {ratio}")
         settings = settings.replace(beta=settings.alpha / ratio)
@@ -276,16 +232,23 @@ class _Reporter:
         self.bar: Any = None
 
     def __call__(self, progress: Progress) -> None:
+        if progress.kind != "step":
+            return
         if self.bar is None and not self.quiet:  # opened at the first step: input errors come before any bar
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.steps, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True)
+            # Our own estimate of the time left replaces tqdm's, which knows neither stages nor time limits.
+            self.bar = tqdm(total=progress.steps, unit="step", file=sys.stderr, dynamic_ncols=True, leave=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         if self.bar is not None:
             losses = progress.losses
-            self.bar.set_postfix_str(f"loss {losses['total']:.4g} content {losses['content']:.3g} "
-                                     f"style {losses['style']:.3g}", refresh=False)
-            self.bar.update(1)
-        if self.save_every and progress.step % self.save_every == 0:
+            stage = progress.stage
+            parts = [f"{_clock(progress.eta)} left" if progress.eta is not None else "",
+                     f"{stage.size} px ({stage.index + 1}/{stage.count})" if stage and stage.count > 1 else "",
+                     f"loss {losses['total']:.4g} content {losses['content']:.3g} style {losses['style']:.3g}"]
+            self.bar.set_postfix_str("; ".join(p for p in parts if p), refresh=False)
+            self.bar.update(progress.step - self.bar.n)
+        if self.save_every and progress.step % self.save_every == 0 and progress.image is not None:
             path = self.output.with_name(f"{self.output.stem}_step{progress.step:05d}{self.output.suffix}")
             imageio.save_image(progress.image, path)
 
@@ -294,13 +257,18 @@ class _Reporter:
             self.bar.close()
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
     command = args.command
     task = "transfer" if command == "demo" else command
-    settings = _settings_from(args, task)
+    settings = settings_from_args(args, task)
     if not args.output:
         raise SettingsError("-o/--output: give a file name such as out.png")
-    imageio.check_writable(args.output)
+    imageio.check_output(args.output)
     if Path(args.output + ".json").is_dir():  # the record is written after the image: fail before both
         raise SettingsError(f"{args.output}.json: the run record's path is a folder")
     if args.log:
@@ -366,9 +334,35 @@ def _format_warning(message: Warning | str, category: type[Warning], filename: s
     return f"gramstyle: warning: {message}\n"
 
 
+def _join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``--ratio -1e-3`` as ``--ratio=-1e-3``: argparse takes a value that starts with '-' for a flag unless it
+    looks like a plain negative number, so a value in exponent notation would never reach its check."""
+    parsers = [parser] + [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                          for sub in action.choices.values()]
+    takes_value = {option for p in parsers for action in p._actions for option in action.option_strings
+                   if action.nargs is None and not isinstance(action, argparse._StoreConstAction)}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            try:
+                float(argv[i + 1])
+            except ValueError:
+                pass
+            else:
+                out.append(f"{token}={argv[i + 1]}")
+                i += 2
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_values(parser, argv))
     warnings.formatwarning = _format_warning
     try:
         if args.command == "layers":
@@ -378,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _run(args, argv)
     except GramstyleError as exc:
-        print(f"gramstyle: error: {exc}", file=sys.stderr)
+        print(f"gramstyle: error: {exc.render(flag)}", file=sys.stderr)
         return EXIT_USAGE
     except MemoryError:  # e.g. a huge --size: the library resizes before it could know
         print("gramstyle: error: out of memory; try a smaller --size or --style-size", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""The run record: every output gets ``OUT.json`` beside it (settings, seed, versions, weights, losses) and,
-on request, a CSV of the losses of every step. Written atomically, after the image."""
+"""What a run gives back (`Result`) and its run record: every output gets ``OUT.json`` beside it (settings, seed,
+versions, weights, losses) and, on request, a CSV of the losses of every step, all written atomically together."""
 
 from __future__ import annotations
 
@@ -8,17 +8,43 @@ import datetime as _dt
 import io
 import json
 import platform
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import PIL
 import torch
+from PIL import Image
 
-from . import image as imageio
+from . import files
+from . import images as imageio
 from ._version import __version__
+from .config import Settings
 
-if TYPE_CHECKING:  # only for annotations: the record is written for results, it does not make them
-    from .stylize import Result
+
+@dataclass
+class Result:
+    """What a run gives back: the picture, its losses and everything needed to record the run."""
+
+    image: Image.Image  # the 8-bit RGB output
+    losses: dict[str, float]  # the objective on `image` as saved (8-bit): what the user gets
+    history: list[dict[str, float]]  # the losses of every step
+    settings: Settings
+    task: str
+    steps: int
+    stop_reason: str
+    elapsed: float  # seconds of optimization
+    device: str
+    weights: dict[str, Any]
+    precision: str = "fp32"  # the network's arithmetic as resolved from settings.precision
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Write the image, its run record ``path + '.json'`` and optionally the per-step CSV, atomically."""
+        save_result(self, path, log, extra)
+
+
+
 
 
 def versions() -> dict[str, str]:
@@ -66,9 +92,9 @@ def history_csv(history: list[dict[str, float]]) -> str:
 def save_result(result: Result, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
     """The image, its record and optionally the CSV, all or none: each is written in full before any replaces
     its target, so an image never stands without its record."""
-    imageio.check_writable(path)
+    imageio.check_output(path)
     targets = [path, str(path) + ".json", *([log] if log is not None else [])]
-    with imageio.atomic_paths(targets) as temps:
+    with files.atomic_paths(targets) as temps:
         imageio.encode_image(result.image, temps[0], path)
         temps[1].write_text(json.dumps(record(result, str(path), extra), indent=2) + "\n", encoding="utf-8")
         if log is not None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
-import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +17,19 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import ImageError
+from . import files
+from .errors import ImageError, literal
+from .layers import MIN_SIDE
 
 ImageLike = str | os.PathLike[str] | Image.Image
-
-#: Smallest side after resizing: conv5_1 sits behind four 2x poolings, so 32 px leave it a 2x2 map.
-MIN_SIDE = 32
 
 #: Output formats by file extension.
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
 def _describe(source: ImageLike) -> str:
-    return str(source) if not isinstance(source, Image.Image) else "<PIL image>"
+    """The file's name as it goes into a message (braces escaped: see `errors.literal`)."""
+    return literal(source) if not isinstance(source, Image.Image) else "<PIL image>"
 
 
 def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
@@ -43,9 +41,13 @@ def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
     name = _describe(source)
     if isinstance(source, Image.Image):
         return _decode(source, name, max_pixels)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ImageError(f"expected an image file's path or a PIL image, got {type(source).__name__}")
     path = Path(source)
     try:
         if not path.exists():
+            if path.is_symlink():
+                raise ImageError(f"{name}: a symbolic link to a missing file (or a loop of links)")
             raise ImageError(f"{name}: no such file")
         if path.is_dir():
             raise ImageError(f"{name}: is a folder, not an image file")
@@ -78,7 +80,7 @@ def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{name}: {width}x{height} = {width * height} pixels is more than the limit of "
-                         f"{max_pixels} (--max-pixels)")
+                         f"{max_pixels} ({{max_pixels}})")
     if width < 1 or height < 1:
         raise ImageError(f"{name}: has no pixels ({width}x{height})")
     frames = getattr(image, "n_frames", 1)
@@ -104,8 +106,9 @@ def _decode(image: Image.Image, name: str, max_pixels: int) -> Image.Image:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, ready for a message (braces escaped)."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return literal(lines[0] if lines else type(exc).__name__)
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -167,20 +170,21 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def resize_longest(image: Image.Image, longest: int, name: str = "image",
-                   max_pixels: int | None = None) -> Image.Image:
+                   max_pixels: int | None = None, setting: str = "size") -> Image.Image:
     """Resize so that the longest side is `longest` pixels (Lanczos), keeping the aspect ratio.
 
     The target size is checked before resizing: at least MIN_SIDE on the shorter side, at most `max_pixels`.
+    `setting` is the setting that chose `longest`, named in the advice of an error.
     """
     width, height = image.size
     scale = longest / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if max_pixels is not None and size[0] * size[1] > max_pixels:
         raise ImageError(f"{name}: resizing to {longest} px gives {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
-                         f"more than the limit of {max_pixels} (--max-pixels); use a smaller --size or --style-size")
+                         f"more than the limit of {max_pixels} ({{max_pixels}}); use a smaller {{{setting}}}")
     if min(size) < MIN_SIDE:
         raise ImageError(f"{name}: {size[0]}x{size[1]} after resizing to {longest} px; the shorter side must be at "
-                         f"least {MIN_SIDE} px (use a larger --size or a less elongated image)")
+                         f"least {MIN_SIDE} px (use a larger {{{setting}}} or a less elongated image)")
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS)
@@ -203,11 +207,13 @@ def to_pil(tensor: Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def load_image(source: ImageLike, longest: int | None = None, max_pixels: int = 100_000_000) -> Tensor:
-    """File or PIL image -> (1, 3, h, w) RGB tensor in [0, 1], longest side resized to `longest`."""
+def load_image(source: ImageLike, longest: int | None = None, max_pixels: int = 100_000_000,
+               setting: str = "size") -> Tensor:
+    """File or PIL image -> (1, 3, h, w) RGB tensor in [0, 1], longest side resized to `longest` (chosen by
+    `setting`, which an error names)."""
     image = open_image(source, max_pixels)
     if longest is not None:
-        image = resize_longest(image, longest, _describe(source), max_pixels)
+        image = resize_longest(image, longest, _describe(source), max_pixels, setting)
     elif min(image.size) < MIN_SIDE:
         raise ImageError(f"{_describe(source)}: {image.size[0]}x{image.size[1]} is too small; the shorter side "
                          f"must be at least {MIN_SIDE} px")
@@ -217,85 +223,9 @@ def load_image(source: ImageLike, longest: int | None = None, max_pixels: int = 
 def output_format(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
-        raise ImageError(f"{path}: unsupported output extension {suffix or '(none)'!r}; "
+        raise ImageError(f"{literal(path)}: unsupported output extension {literal(repr(suffix or '(none)'))}; "
                          f"use one of {', '.join(sorted(FORMATS))}")
     return FORMATS[suffix]
-
-
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail before any work if `path` cannot be written: a folder, bad extension, missing or read-only folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder; give a file name such as {path / 'out.png'}")
-    output_format(path)
-    folder = _folder(path)
-    if not folder.exists():
-        raise ImageError(f"{path}: folder {folder} does not exist")
-    if not folder.is_dir():
-        raise ImageError(f"{path}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ImageError(f"{path}: folder {folder} is not writable")
-    return path
-
-
-def _folder(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
-
-
-def _new_file_mode(path: Path) -> int:
-    """The permissions a plain `open(path, "w")` would give: the existing file's, else 0o666 less the umask."""
-    with contextlib.suppress(OSError):
-        return stat.S_IMODE(path.stat().st_mode)
-    umask = 0o022
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                umask = int(line.split()[1], 8)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_paths(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
-    """Yield one temporary path per target, each in its target's folder; when the block succeeds, rename them
-    all over their targets, else delete them.
-
-    A reader never sees a half-written file, and existing files survive any failure while writing: all files
-    are complete on disk before the first rename, so an image is never replaced without its run record. An
-    OSError becomes an ImageError naming the target; any other exception passes through; temporary files go.
-    """
-    targets = [Path(p) for p in paths]
-    temps: list[Path] = []
-    try:
-        for path in targets:
-            folder = _folder(path)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
-            except OSError as exc:
-                raise ImageError(f"{path}: cannot write in {folder} ({exc.strerror or exc})") from None
-            os.close(fd)
-            temps.append(Path(tmp))
-        current = targets[0]
-        try:
-            yield temps
-            for current, tmp_path in zip(targets, temps, strict=True):
-                os.chmod(tmp_path, _new_file_mode(current))  # mkstemp creates 0600; an output is an ordinary file
-                with open(tmp_path, "r+b") as written:
-                    os.fsync(written.fileno())  # the data is on disk before the rename makes it the file
-            for current, tmp_path in zip(targets, temps, strict=True):
-                os.replace(tmp_path, current)
-        except OSError as exc:
-            raise ImageError(f"{current}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        for tmp_path in temps:
-            with contextlib.suppress(OSError):
-                tmp_path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """`atomic_paths` for a single file."""
-    with atomic_paths([path]) as (tmp,):
-        yield tmp
 
 
 def encode_image(image: Image.Image | Tensor, tmp: Path, target: str | os.PathLike[str]) -> None:
@@ -309,13 +239,15 @@ def encode_image(image: Image.Image | Tensor, tmp: Path, target: str | os.PathLi
 def save_image(image: Image.Image | Tensor, path: str | os.PathLike[str]) -> Path:
     """Write an 8-bit RGB image atomically; the format follows the extension (PNG, JPEG, WebP, TIFF)."""
     output_format(path)
-    with atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         encode_image(image, tmp, path)
     return Path(path)
 
 
-def write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a text file atomically (run records, loss logs)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
+
+
+def check_output(path: str | os.PathLike[str]) -> Path:
+    """Fail before any work if an image cannot be written to `path`: its extension, then `files.check_writable`."""
+    checked = files.check_writable(path)
+    output_format(path)
+    return checked

@@ -23,11 +23,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from . import image as imageio
-from .assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN
-from .config import PAPER_CONTENT_LAYERS, Settings, equal_weights
-from .errors import SettingsError
-from .stylize import reconstruct_content, synthesize_texture, transfer
+from .. import files
+from .. import images as imageio
+from ..assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN
+from ..config import PAPER_CONTENT_LAYERS, Settings, equal_weights
+from ..errors import SettingsError
+from ..tasks import reconstruct_content, synthesize_texture, transfer
 
 FIGURES = ("fig1", "fig2", "fig3")
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -207,7 +208,7 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
             cell_width = max(192, min(size, 384))  # small panels are enlarged so that captions fit
             imageio.save_image(compose(cells, TITLES[figure], cell_width), out / f"{figure}.png")
     results = _merge_results(out / "results.json", chosen, records)
-    imageio.write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
+    files.write_text(json.dumps(results, indent=2) + "\n", out / "results.json")
     return results
 
 

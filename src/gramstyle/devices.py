@@ -1,0 +1,81 @@
+"""Where and in what arithmetic a run computes: the device, the network's precision, running out of memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from .errors import OptimizationError, SettingsError, literal
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; explicit names are checked against what exists."""
+    name = name.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SettingsError(f"{{device}} must be auto, cpu, cuda, cuda:N or mps, got {literal(repr(name))}",
+                            field="device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingsError(f"{{device}} {literal(name)}: CUDA is not available on this machine", field="device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SettingsError(f"{{device}} {literal(name)}: only {torch.cuda.device_count()} CUDA device(s) here",
+                                field="device")
+    elif device.type == "mps":
+        if not _mps_available():
+            raise SettingsError(f"{{device}} {literal(name)}: MPS is not available on this machine", field="device")
+    elif device.type != "cpu" or device.index not in (None, 0):
+        raise SettingsError(f"{{device}} must be auto, cpu, cuda, cuda:N or mps, got {literal(repr(name))}",
+                            field="device")
+    return device
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """The network's arithmetic: ``auto`` is bfloat16 on CPUs that compute it natively (AVX-512 BF16 or AMX,
+    measured 2x faster per step there; emulated elsewhere, and many times slower), float32 elsewhere; CUDA's
+    bfloat16 has not been measured yet."""
+    if name == "fp32":
+        return torch.float32
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (oneDNN's own check, a private torch API; without it, no).
+
+    oneDNN answers for the instruction set it will use, so ``ONEDNN_MAX_CPU_ISA=AVX2`` makes it say no.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@contextmanager
+def out_of_memory_as_error(size: int) -> Iterator[None]:
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        raise OptimizationError(f"out of memory at {{size}} {size}; try a smaller {{size}}", field="size") from None
+    except RuntimeError as exc:
+        text = str(exc)
+        if "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text:
+            raise OptimizationError(f"out of memory at {{size}} {size}; try a smaller {{size}}",
+                                    field="size") from None
+        raise
