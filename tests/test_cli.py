@@ -117,6 +117,7 @@ def assert_common_record(record: dict[str, Any], output: Path, task: str, size: 
 
 # --- success: every subcommand -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_transfer_writes_image_record_log_and_intermediates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, log = tmp_path / "out.png", tmp_path / "log.csv"
     code, stdout, stderr = run_cli(capsys, "transfer", CONTENT, STYLE, *FAST, "--seed", "3", "-o", str(out),
@@ -154,6 +155,7 @@ def test_transfer_writes_image_record_log_and_intermediates(tmp_path: Path, caps
     assert all(math.isfinite(float(row["total"])) for row in rows)
 
 
+@pytest.mark.slow
 def test_demo_default_output_in_the_current_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -168,6 +170,7 @@ def test_demo_default_output_in_the_current_folder(tmp_path: Path, capsys: pytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stylized.png", "stylized.png.json"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["conv2_1", "relu2_1"])
 def test_content_reconstruction(layer: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "content.jpg"
@@ -184,6 +187,7 @@ def test_content_reconstruction(layer: str, tmp_path: Path, capsys: pytest.Captu
     assert "content:conv2_1" in record["final_losses"]
 
 
+@pytest.mark.slow
 def test_texture_synthesis_with_output_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "texture.png"
     code, _, stderr = run_cli(capsys, "texture", STYLE, "--layers", "conv1_1,conv2_1", "--output-size", "96x64",
@@ -219,6 +223,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --- settings from flags, as recorded ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ratio_relu_names_and_equal_style_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.png"
     code, _, stderr = run_cli(capsys, "transfer", CONTENT, STYLE, *FAST, "-q", "-o", str(out), "--alpha", "2",
@@ -235,6 +240,7 @@ def test_ratio_relu_names_and_equal_style_weights(tmp_path: Path, capsys: pytest
     assert sum(weights) == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_weighted_layers_are_parsed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.png"
     code, _, stderr = run_cli(capsys, "transfer", CONTENT, STYLE, *FAST, "-q", "-o", str(out),
@@ -246,6 +252,7 @@ def test_weighted_layers_are_parsed(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {"content:conv4_2", "content:conv5_2", "style:conv1_1", "style:conv2_1"} <= set(record["final_losses"])
 
 
+@pytest.mark.slow
 def test_seed_makes_noise_init_reproducible(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pixels = {}
     for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
@@ -260,6 +267,7 @@ def test_seed_makes_noise_init_reproducible(tmp_path: Path, capsys: pytest.Captu
     assert not np.array_equal(pixels["a"], pixels["c"])
 
 
+@pytest.mark.slow
 def test_time_limit_stops_early_and_still_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out.png"
     code, _, stderr = run_cli(capsys, "transfer", CONTENT, STYLE, "--size", "64", "--steps", "1000000",
@@ -419,6 +427,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 # --- the real thing: python -m ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_subprocess_success_quiet_and_not(tmp_path: Path) -> None:
     out = tmp_path / "out.png"
     done = run_subprocess("transfer", CONTENT, STYLE, *FAST, "-o", str(out), cwd=tmp_path)

@@ -61,6 +61,7 @@ def test_pca_and_cholesky_differ_but_both_match() -> None:
         color.color_transfer(style, content, "lab")
 
 
+@pytest.mark.slow
 def test_luminance_transfer_keeps_the_content_chroma() -> None:
     result = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=40, preserve_color="luminance")
     out = color.rgb_to_yiq(imageio.to_tensor(result.image))
@@ -70,6 +71,7 @@ def test_luminance_transfer_keeps_the_content_chroma() -> None:
     assert (out[:, 0] - content[:, 0]).abs().mean() > 0.008  # while the luminance was stylized (8-bit: 0.002)
 
 
+@pytest.mark.slow
 def test_histogram_option_brings_the_output_colours_closer_to_the_content() -> None:
     content = imageio.load_image(TUBINGEN, 64)
     plain = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=64, steps=30)

@@ -624,10 +624,15 @@ def test_to_pil_clips_and_rounds() -> None:
 
 
 def test_to_pil_keeps_gradients_and_input_alone() -> None:
+    """A preview taken mid-run (to_pil of the image being optimized) leaves the tensor, its graph and its
+    gradient as they were."""
     tensor = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     copy = tensor.detach().clone()
+    loss = (tensor * 3).sum()
     to_pil(tensor)
-    assert torch.equal(tensor.detach(), copy)
+    assert torch.equal(tensor.detach(), copy) and tensor.grad is None
+    loss.backward()
+    assert tensor.grad is not None and torch.equal(tensor.grad, torch.full_like(tensor, 3.0))
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 4), (1, 1, 4, 4), (4, 4), (4, 4, 3)])

@@ -94,6 +94,31 @@ def test_gradcheck_losses() -> None:
     assert torch.autograd.gradcheck(losses.total_variation, (f,))
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gradcheck_style_loss_in_each_memory_layout(layout: torch.memory_format) -> None:
+    """Real runs hand the style loss channels-last maps, whose F is a transposed view (`_as_matrix`) and whose
+    gradient takes the other branch of eq. 6's backward: both layouts must give the true gradient."""
+    torch.manual_seed(6)
+    f = torch.rand(1, 4, 3, 5, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    assert f.is_contiguous(memory_format=layout)
+    a = losses.normalized_gram(torch.rand(1, 4, 6, 6, dtype=torch.float64)).requires_grad_(True)
+    assert losses._as_matrix(f).stride(0) == (1 if layout == torch.channels_last else 15)
+    assert torch.autograd.gradcheck(losses.layer_style_loss, (f, a))
+    (grad,) = torch.autograd.grad(losses.layer_style_loss(f, a.detach()), f)
+    assert grad.is_contiguous(memory_format=layout)  # no strided copy on the way back
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gradcheck_guided_losses(layout: torch.memory_format) -> None:
+    torch.manual_seed(7)
+    f = torch.rand(1, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    guides = torch.rand(2, 4, 4, dtype=torch.float64)
+    targets = torch.stack([losses.guided_gram(torch.rand(1, 3, 4, 4, dtype=torch.float64), g) for g in guides])
+    weights = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: losses.guided_gram(x, guides[0]), (f,))
+    assert torch.autograd.gradcheck(lambda x: losses.guided_style_loss(x, guides, targets, weights), (f,))
+
+
 def test_style_loss_backward_matches_autograd_of_eq4() -> None:
     """The hand-written backward (eq. 6, one product) equals autograd through eq. 4 written out, for the
     features and for the target Gram matrix."""

@@ -56,6 +56,7 @@ def test_normalised_weights_are_cached_and_reused(normalized, monkeypatch) -> No
     assert torch.equal(again.params["conv4_2"][0], normalized.params["conv4_2"][0])
 
 
+@pytest.mark.slow
 def test_fig3_row_content_loss_falls_and_style_loss_rises_with_alpha_over_beta() -> None:
     # One row of Fig. 3 (all five style layers) at 64 px with the paper's alpha/beta 1e-5 ... 1e-2, the same start
     # and steps. The photo as the start keeps the four runs in one basin, so that 80 steps suffice; the claim is
@@ -88,6 +89,7 @@ def test_figure_panels_follow_the_paper() -> None:
     assert all(p.settings.weights == "caffe-normalized" and p.settings.init == "noise" for p in all_panels)
 
 
+@pytest.mark.slow
 def test_figures_command_smoke_and_resume(tmp_path, capsys) -> None:
     out = tmp_path / "figs"
     assert cli.main(["figures", "--size", "128", "--steps", "4", "-q", "-o", str(out)]) == 0
@@ -130,6 +132,7 @@ def correlation_length(im, level: float = 0.5) -> int:
     return int(np.nonzero(profile < level)[0][0])
 
 
+@pytest.mark.slow
 def test_fig1_style_reconstructions_lose_the_layout_and_grow_in_scale() -> None:
     # Measured on the 512 px gallery (docs/gallery.md): correlation with the painting |r| <= 0.10 for all five
     # subsets, correlation length 4, 9, 11, 12, 10 px. At 128 px the deep subsets see the whole picture
