@@ -9,6 +9,12 @@ runs until it reaches pastiche's score, saves and exits.
 
     python benchmarks/race.py --size 256 --svg docs/race_256.svg     # about 2 minutes on 2 cores
     python benchmarks/race.py --size 512 --steps 300
+    python benchmarks/race.py --size 256 --pairs tubingen:starry_night chelsea:the_scream coffee:shipwreck
+
+Pairs name files in --images (default ../shared/images) or the bundled images. The CPU's relevant flags are
+printed first; ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 make an AVX-512 machine stand in for an AVX2 one
+(both tools inherit them). Besides wall time, each process's CPU seconds are reported: on a shared machine the
+ratio of CPU seconds is the steadier figure.
     python benchmarks/race.py --memory 512 1024                      # peak memory only (~12 minutes)
 """
 
@@ -26,12 +32,30 @@ from pathlib import Path
 
 # Runs the command in its argv and prints the peak resident memory of that command alone (KiB) on stderr.
 _PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
-         "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+         "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print('PEAK_RSS_KIB', u.ru_maxrss, 'CPU_S', u.ru_utime + u.ru_stime, file=sys.stderr); "
          "sys.exit(code)")
+
+CPU_SECONDS: dict[int, float] = {}  # id of the lines list returned by run_timed -> CPU seconds of that run
+
+
+def cpu_description() -> str:
+    """The processor and the flags that decide PyTorch's kernels, and the caps in force."""
+    model, flags = "?", set()
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        for line in info:
+            if line.startswith("model name") and model == "?":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    caps = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
+    return f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none'}; caps: {caps or 'none'}"
 
 
 def run_timed(command: list[str]) -> tuple[float, float, list[tuple[float, str]]]:
-    """Run a command; return its wall seconds, its peak RSS in MiB and its stdout lines with arrival times."""
+    """Run a command; return its wall seconds, its peak RSS in MiB and its stdout lines with arrival times
+    (its CPU seconds go to CPU_SECONDS)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", _PEAK, *command], stdout=subprocess.PIPE,
@@ -42,8 +66,9 @@ def run_timed(command: list[str]) -> tuple[float, float, list[tuple[float, str]]
     if process.wait() != 0:
         raise SystemExit(f"race.py: {command[0]} failed:\n{stderr[-2000:]}")
     wall = time.perf_counter() - start
-    peak = next(float(line.split()[1]) for line in stderr.splitlines() if line.startswith("PEAK_RSS_KIB"))
-    return wall, peak / 1024, lines
+    fields = next(line.split() for line in stderr.splitlines() if line.startswith("PEAK_RSS_KIB"))
+    CPU_SECONDS[id(lines)] = float(fields[3])
+    return wall, float(fields[1]) / 1024, lines
 
 
 def pastiche_command(content: Path, style: Path, output: Path, steps: int, beta: float) -> list[str]:
@@ -100,12 +125,26 @@ def score(path: Path, content: Path, style: Path) -> float:
         return float(objective(imageio.load_image(path)).total)
 
 
-def prepare(size: int, folder: Path) -> tuple[Path, Path]:
+def find_image(name: str, folder: Path) -> Path:
+    """A pair's image: a file, a name in `folder` (any extension), or a bundled image's name."""
+    from gramstyle.assets import DATA
+
+    if Path(name).is_file():
+        return Path(name)
+    for place in (folder, DATA):
+        found = sorted(place.glob(f"{name}.*")) if place.is_dir() else []
+        if found:
+            return found[0]
+    raise SystemExit(f"race.py: no image {name!r} in {folder} or the bundled images")
+
+
+def prepare(size: int, folder: Path, content_source: Path | None = None,
+            style_source: Path | None = None) -> tuple[Path, Path]:
     from gramstyle import images as imageio
     from gramstyle.assets import STARRY_NIGHT, TUBINGEN
 
     content, style = folder / "content.png", folder / "style.png"
-    for source, target in ((TUBINGEN, content), (STARRY_NIGHT, style)):
+    for source, target in ((content_source or TUBINGEN, content), (style_source or STARRY_NIGHT, style)):
         imageio.save_image(imageio.to_pil(imageio.load_image(source, size)), target)
     return content, style
 
@@ -171,10 +210,28 @@ def svg_plot(series: dict[str, list[tuple[float, float]]], marks: dict[str, tupl
 
 
 def race(args: argparse.Namespace) -> None:
+    print(f"CPU: {cpu_description()}")
+    pairs = args.pairs or ["tubingen:starry_night"]
+    rows = []
+    for pair in pairs:
+        content_name, _, style_name = pair.partition(":")
+        row = race_pair(args, find_image(content_name, Path(args.images)), find_image(style_name, Path(args.images)),
+                        args.svg if len(pairs) == 1 else None, args.json if len(pairs) == 1 else None)
+        rows.append((pair, *row))
+    if len(rows) > 1:
+        print("\n| pair | size | pastiche s (CPU s) | gramstyle s (CPU s), steps | wall ratio | CPU ratio | reached |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for pair, size, p_wall, p_cpu, g_wall, g_cpu, steps, reached in rows:
+            print(f"| {pair} | {size} | {p_wall:.1f} ({p_cpu:.1f}) | {g_wall:.1f} ({g_cpu:.1f}), {steps} | "
+                  f"{g_wall / p_wall:.3f} | {g_cpu / p_cpu:.3f} | {'yes' if reached else 'no'} |")
+
+
+def race_pair(args: argparse.Namespace, content_source: Path, style_source: Path, svg: str | None,
+              json_path: str | None) -> tuple[str, float, float, float, float, int, bool]:
     import torch
 
     folder = Path(tempfile.mkdtemp(prefix="race-"))
-    content, style = prepare(args.size, folder)
+    content, style = prepare(args.size, folder, content_source, style_source)
     from gramstyle.config import Settings
 
     p_wall, p_rss, p_lines = run_timed(pastiche_command(content, style, folder / "pastiche.png", args.steps,
@@ -200,7 +257,9 @@ def race(args: argparse.Namespace) -> None:
     from gramstyle import images as imageio
 
     h, w = imageio.load_image(content).shape[2:]
-    print(f"race at {w}x{h}, {torch.get_num_threads()} threads, files in {folder}")
+    p_cpu, g_cpu = CPU_SECONDS[id(p_lines)], CPU_SECONDS[id(g_lines)]
+    print(f"\nrace of {content_source.name} x {style_source.name} at {w}x{h}, {torch.get_num_threads()} threads, "
+          f"files in {folder}")
     print(f"gramstyle flags: {args.gramstyle_args or '(defaults)'}; precision used: {precision}")
     print(f"{'':10} {'wall s':>8} {'steps':>6} {'s/step':>7} {'8-bit loss':>11} {'peak RSS MiB':>12}")
     print(f"{'pastiche':10} {p_wall:8.1f} {args.steps:6d} {(p_trace[-1][0] - p_trace[0][0]) / (len(p_trace) - 1):7.3f} "
@@ -209,7 +268,7 @@ def race(args: argparse.Namespace) -> None:
     print(f"gramstyle: {launch_to_step1:.1f} s from launch to its first step; stops at pastiche's score, saves, exits")
     verdict = "reached" if reached else "NOT reached (8-bit rounding)"
     print(f"time to pastiche's loss ({verdict}): gramstyle {g_wall:.1f} s = {g_wall / p_wall:.3f} of pastiche's "
-          f"{p_wall:.1f} s (target: <= 0.1)")
+          f"{p_wall:.1f} s (target: <= 0.1); CPU seconds {g_cpu:.1f} against {p_cpu:.1f} = {g_cpu / p_cpu:.3f}")
     if g_wall <= tenth:
         print(f"gramstyle was done before a tenth of pastiche's time ({tenth:.1f} s)")
     else:
@@ -218,10 +277,11 @@ def race(args: argparse.Namespace) -> None:
     trace = {"size": [w, h], "pastiche": {"wall": p_wall, "rss_mib": p_rss, "loss_8bit": p_loss, "trace": p_trace},
              "gramstyle": {"wall": g_wall, "rss_mib": g_rss, "loss_8bit": g_loss, "trace": g_trace,
                            "steps": int(steps), "precision": precision, "flags": args.gramstyle_args}}
-    if args.json:
-        Path(args.json).write_text(json.dumps(trace) + "\n", encoding="utf-8")
-    if args.svg:
-        plots(trace, args.svg)
+    if json_path:
+        Path(json_path).write_text(json.dumps(trace) + "\n", encoding="utf-8")
+    if svg:
+        plots(trace, svg)
+    return f"{w}x{h}", p_wall, p_cpu, g_wall, g_cpu, int(steps), reached
 
 
 def plots(trace: dict, path: str) -> None:  # type: ignore[type-arg]
@@ -259,6 +319,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300, help="pastiche's L-BFGS steps")
     parser.add_argument("--gramstyle-args", default="", help="extra gramstyle flags, e.g. '--precision fp32'")
+    parser.add_argument("--pairs", nargs="+", metavar="CONTENT:STYLE",
+                        help="image pairs to race, e.g. tubingen:starry_night chelsea:the_scream")
+    parser.add_argument("--images", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "images"),
+                        help="folder of the pairs' images [default: ../shared/images]")
     parser.add_argument("--svg", help="write the loss-against-time plot here")
     parser.add_argument("--json", help="write both traces here")
     parser.add_argument("--memory", type=int, nargs="+", metavar="SIZE", help="only compare peak memory")
