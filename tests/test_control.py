@@ -8,6 +8,7 @@ import torch
 import gramstyle
 from gramstyle import images as imageio
 from gramstyle import vgg
+from gramstyle.apps import cli
 from gramstyle.assets import SHIPWRECK, STARRY_NIGHT, TUBINGEN
 from gramstyle.config import Settings
 from gramstyle.errors import SettingsError
@@ -26,6 +27,17 @@ def test_style_scale_and_size_set_the_style_image_size() -> None:
         base.replace(style_size=300, style_scale=0.5).validated()
     with pytest.raises(SettingsError, match="style_scale"):
         base.replace(style_scale=0.0).validated()
+
+
+def test_scales_without_a_size_set_it() -> None:
+    """--scales 64,128 means --size 128 when no size is given; a size that disagrees is still refused."""
+    assert Settings().replace(scales="64,128").validated().size == 128
+    assert Settings().replace(scales="64,128", size=128).validated().size == 128
+    with pytest.raises(SettingsError, match="ending at the size 512"):
+        Settings().replace(scales="64,128", size=512).validated()
+    assert Settings().replace(scales="auto").size == 512
+    args = cli.build_parser().parse_args(["transfer", "a.jpg", "b.jpg", "-o", "o.png", "--scales", "64,128"])
+    assert cli.settings_from_args(args, "transfer").size == 128
 
 
 def test_scale_schedules() -> None:
