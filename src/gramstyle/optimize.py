@@ -62,6 +62,12 @@ class LBFGS:
     """
 
     c1 = 1e-4  # Armijo's sufficient-decrease constant (Nocedal & Wright's usual value)
+    # A pair is kept when s'y > eps |s| |y|: the cosine test is invariant to the scale of the loss and of the
+    # pixels, so it keeps the pairs of a loss of 1e10 with per-pixel curvature 1e11 as it does those of x^2.
+    # (Testing s'y against a multiple of y'y tests the inverse curvature s'y / y'y against a fixed number; at the
+    # paper's loss scale that dropped every pair below 256 px and left steepest descent.) 1e-8 only refuses
+    # pairs that are orthogonal to float32 rounding, where 1/s'y would blow up the two-loop recursion.
+    curvature_eps = 1e-8
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
                  bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
@@ -129,7 +135,7 @@ class LBFGS:
             if math.isfinite(f) and f <= self.f + self.c1 * decrease:
                 s, y = x - self.x, g - self.g
                 sy = float(s.dot(y))
-                if sy > 1e-10 * float(y.dot(y)):  # keep only pairs of positive curvature
+                if sy > self.curvature_eps * float(s.norm()) * float(y.norm()):  # positive curvature: H stays p.d.
                     self.pairs.append((s, y, 1.0 / sy))
                     del self.pairs[: -self.history_size]
                 self.x, self.f, self.g = x, f, g
