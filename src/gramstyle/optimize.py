@@ -70,8 +70,10 @@ class LBFGS:
     curvature_eps = 1e-8
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
-                 bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
+                 bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None) -> None:
         self.lr, self.history_size, self.bounds = lr, history_size, bounds
+        # With a list, one record per evaluated trial: what a stalled descent is diagnosed by
+        self.trace = trace
         self.first_step = first_step  # largest pixel change of the very first step, in [0, 1] units
         self.pairs: list[tuple[Tensor, Tensor, float]] = []  # (s, y, 1 / y.s)
         self.x: Tensor | None = None  # the last accepted point, its loss and gradient
@@ -96,6 +98,15 @@ class LBFGS:
             b = rho * float(y.dot(q))
             q.add_(s, alpha=a - b)
         return q
+
+    def _record(self, x: Tensor, f: float, g: Tensor, decrease: float, accepted: bool) -> None:
+        assert self.trace is not None and self.x is not None and self.g is not None
+        at_bounds = 0.0
+        if self.bounds is not None:
+            at_bounds = float(((x <= self.bounds[0]) | (x >= self.bounds[1])).float().mean())
+        self.trace.append({"accepted": float(accepted), "t": self.t, "pairs": float(len(self.pairs)),
+                           "actual_over_predicted": (f - self.f) / decrease if decrease else math.nan,
+                           "sy": float((x - self.x).dot(g - self.g)), "at_bounds": at_bounds})
 
     def _free(self, x: Tensor, g: Tensor) -> Tensor | None:
         """Mask of the pixels free to move: not held at a bound by the gradient (None: no bounds)."""
@@ -132,7 +143,10 @@ class LBFGS:
             self.x, self.f, self.g = x, f, g
         else:
             decrease = float(self.g.dot(x - self.x))  # first-order change along the path actually taken
-            if math.isfinite(f) and f <= self.f + self.c1 * decrease:
+            accepted = math.isfinite(f) and f <= self.f + self.c1 * decrease
+            if self.trace is not None:
+                self._record(x, f, g, decrease, accepted)
+            if accepted:
                 s, y = x - self.x, g - self.g
                 sy = float(s.dot(y))
                 if sy > self.curvature_eps * float(s.norm()) * float(y.norm()):  # positive curvature: H stays p.d.
@@ -185,16 +199,19 @@ def _evaluate(loss_fn: LossFunction, x: Tensor) -> tuple[Evaluation, Tensor]:
 
 def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = "lbfgs", steps: int = 500, lr: float = 1.0,
              history_size: int = 50, time_limit: float | None = None, callback: Callback | None = None,
-             bounds: tuple[float, float] | None = (0.0, 1.0)) -> OptimizationResult:
+             bounds: tuple[float, float] | None = (0.0, 1.0),
+             trace: list[dict[str, float]] | None = None) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
     With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
-    saved 8-bit image loses nothing to clipping.
+    saved 8-bit image loses nothing to clipping. With ``trace`` (L-BFGS only) each trial appends a record:
+    accepted (1/0), the step t, the pairs held, actual over first-order predicted decrease, s'y, and the fraction
+    of pixels at a bound.
     """
     shape = init.shape
     stepper: LBFGS | Adam
     if method == "lbfgs":
-        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds)
+        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds, trace=trace)
     elif method == "adam":
         stepper = Adam(init, lr)
     else:
