@@ -105,3 +105,49 @@ def test_converges_and_stops_at_the_optimum() -> None:
     target = torch.rand(1, 3, 4, 4)
     result = optimize(quadratic(target, torch.ones_like(target)), torch.zeros_like(target), steps=500)
     assert result.stop_reason == "converged" and result.steps < 500
+
+
+def _steps_to(loss, init: torch.Tensor, tolerance: float, steps: int = 400) -> int:
+    """Evaluations until the loss first falls below ``tolerance`` (steps + 1 if never)."""
+    result = optimize(loss, init, steps=steps)
+    return next((int(h["step"]) for h in result.history if h["total"] < tolerance), steps + 1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6, 1e12])
+def test_lbfgs_is_invariant_to_the_scale_of_the_loss(scale: float) -> None:
+    # The paper's losses are ~1e10 with per-pixel curvature ~1e11: a curvature pair must be judged by the angle
+    # between s and y, not by s'y against a fixed multiple of y'y (which drops every pair at that scale and
+    # leaves steepest descent).
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+    scales = 10 ** torch.linspace(0, 3, target.numel()).reshape(target.shape)
+    init = torch.rand(1, 3, 8, 8)
+    start = float((scales * (init - target) ** 2).sum())
+    reference = _steps_to(quadratic(target, scales), init, start * 1e-8)
+    scaled = _steps_to(quadratic(target, scales * scale), init, scale * start * 1e-8)
+    assert reference < 150 and abs(scaled - reference) <= 3
+
+
+def rosenbrock_in_a_box(scale: float):
+    """A chain of Rosenbrock valleys, sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2, times ``scale``; its optimum
+    (all ones) lies on the upper bound of the box [0, 1]."""
+
+    def loss(x: torch.Tensor) -> Evaluation:
+        v = x.reshape(-1)
+        return _evaluation(scale * (100 * (v[1:] - v[:-1] ** 2) ** 2 + (1 - v[:-1]) ** 2).sum())
+
+    return loss
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e10])
+def test_lbfgs_keeps_its_curvature_on_a_scaled_quartic_in_a_box(scale: float) -> None:
+    torch.manual_seed(1)
+    init = torch.rand(1, 1, 4, 8) * 0.5
+    trace: list[dict[str, float]] = []
+    result = optimize(rosenbrock_in_a_box(scale), init, steps=300, trace=trace)
+    reached = next(int(h["step"]) for h in result.history if h["total"] < scale * 1e-6)
+    assert reached < 200  # dropping every pair (the former curvature test at scale 1e10): not within 400
+    assert max(r["pairs"] for r in trace) >= 10  # the curvature pairs are used, not dropped
+    # rejected trials are rare on a smooth problem (once converged, float rounding rejects many: not counted)
+    assert sum(1 - r["accepted"] for r in trace[: reached - 1]) < 0.2 * reached
+    assert len(trace) == result.steps - 1 and all(0 <= r["at_bounds"] <= 1 for r in trace)

@@ -49,10 +49,18 @@ class LBFGS:
     """
 
     c1 = 1e-4  # Armijo's sufficient-decrease constant (Nocedal & Wright's usual value)
+    # A pair is kept when s'y > eps |s| |y|: the cosine test is invariant to the scale of the loss and of the
+    # pixels, so it keeps the pairs of a loss of 1e10 with per-pixel curvature 1e11 as it does those of x^2.
+    # (Testing s'y against a multiple of y'y tests the inverse curvature s'y / y'y against a fixed number; at the
+    # paper's loss scale that dropped every pair below 256 px and left steepest descent.) 1e-8 only refuses
+    # pairs that are orthogonal to float32 rounding, where 1/s'y would blow up the two-loop recursion.
+    curvature_eps = 1e-8
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
-                 bounds: tuple[float, float] | None = (0.0, 1.0)) -> None:
+                 bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None) -> None:
         self.lr, self.history_size, self.bounds = lr, history_size, bounds
+        # With a list, one record per evaluated trial: what a stalled descent is diagnosed by
+        self.trace = trace
         self.first_step = first_step  # largest pixel change of the very first step, in [0, 1] units
         self.pairs: list[tuple[Tensor, Tensor, float]] = []  # (s, y, 1 / y.s)
         self.x: Tensor | None = None  # the last accepted point, its loss and gradient
@@ -77,6 +85,15 @@ class LBFGS:
             b = rho * float(y.dot(q))
             q.add_(s, alpha=a - b)
         return q
+
+    def _record(self, x: Tensor, f: float, g: Tensor, decrease: float, accepted: bool) -> None:
+        assert self.trace is not None and self.x is not None and self.g is not None
+        at_bounds = 0.0
+        if self.bounds is not None:
+            at_bounds = float(((x <= self.bounds[0]) | (x >= self.bounds[1])).float().mean())
+        self.trace.append({"accepted": float(accepted), "t": self.t, "pairs": float(len(self.pairs)),
+                           "actual_over_predicted": (f - self.f) / decrease if decrease else math.nan,
+                           "sy": float((x - self.x).dot(g - self.g)), "at_bounds": at_bounds})
 
     def _free(self, x: Tensor, g: Tensor) -> Tensor | None:
         """Mask of the pixels free to move: not held at a bound by the gradient (None: no bounds)."""
@@ -113,10 +130,13 @@ class LBFGS:
             self.x, self.f, self.g = x, f, g
         else:
             decrease = float(self.g.dot(x - self.x))  # first-order change along the path actually taken
-            if math.isfinite(f) and f <= self.f + self.c1 * decrease:
+            accepted = math.isfinite(f) and f <= self.f + self.c1 * decrease
+            if self.trace is not None:
+                self._record(x, f, g, decrease, accepted)
+            if accepted:
                 s, y = x - self.x, g - self.g
                 sy = float(s.dot(y))
-                if sy > 1e-10 * float(y.dot(y)):  # keep only pairs of positive curvature
+                if sy > self.curvature_eps * float(s.norm()) * float(y.norm()):  # positive curvature: H stays p.d.
                     self.pairs.append((s, y, 1.0 / sy))
                     del self.pairs[: -self.history_size]
                 self.x, self.f, self.g = x, f, g
@@ -171,19 +191,22 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
              steps: int = _DEFAULTS.steps, lr: float | None = None, history_size: int = _DEFAULTS.history_size,
              time_limit: float | None = None, callback: Callback | None = None,
              cancel: CancelToken | None = None,
-             bounds: tuple[float, float] | None = (0.0, 1.0)) -> OptimizationResult:
+             bounds: tuple[float, float] | None = (0.0, 1.0),
+             trace: list[dict[str, float]] | None = None) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
     With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
     saved 8-bit image loses nothing to clipping. The callback sees every step; it or ``cancel`` stops the loop
-    between steps. Defaults are `Settings`' (``lr`` None: the optimizer's own default step size).
+    between steps. Defaults are `Settings`' (``lr`` None: the optimizer's own default step size). With ``trace``
+    (L-BFGS only) each trial appends a record: accepted (1/0), the step t, the pairs held, actual over first-order
+    predicted decrease, s'y, and the fraction of pixels at a bound.
     """
     if lr is None:
         lr = _DEFAULTS.replace(optimizer=method).step_size
     shape = init.shape
     stepper: LBFGS | Adam
     if method == "lbfgs":
-        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds)
+        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds, trace=trace)
     elif method == "adam":
         stepper = Adam(init, lr)
     else:
