@@ -38,14 +38,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for weights in args.weights:
         kept = gramstyle.Session()
-        timed(lambda: kept, 1, weights=weights, precision=args.precision)  # warm: the kept session builds here
+        timed(lambda kept=kept: kept, 1, weights=weights, precision=args.precision)  # the kept session builds here
 
         def fresh() -> gramstyle.Session:
             load_caffe_weights.cache_clear()  # what a new process pays: the weights file is read again
             return gramstyle.Session()
 
         new = timed(fresh, args.runs, weights=weights, precision=args.precision)
-        reuse = timed(lambda: kept, args.runs, weights=weights, precision=args.precision)
+        reuse = timed(lambda kept=kept: kept, args.runs, weights=weights, precision=args.precision)
         saved = statistics.median(new) - statistics.median(reuse)
         print(f"{weights:>17} {args.precision}: fresh session {statistics.median(new):.3f} s/run, kept session "
               f"{statistics.median(reuse):.3f} s/run (median of {args.runs}); saved {saved:.3f} s per run")
