@@ -104,7 +104,7 @@ def test_symlink_loop_is_reported_as_such(tmp_path: Path, capsys: pytest.Capture
 _AS_NOBODY = """
 import os, sys
 import gramstyle.apps.cli as cli, gramstyle.vgg, gramstyle.session, gramstyle.result, tqdm, csv, json
-import PIL.PngImagePlugin, PIL.JpegImagePlugin
+import PIL.PngImagePlugin, PIL.JpegImagePlugin, encodings.ascii
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 sys.exit(cli.main(sys.argv[1:]))
 """
@@ -328,6 +328,12 @@ def test_the_lock_serialises_writers_across_threads(tmp_path: Path) -> None:
     assert listing(tmp_path) == []  # the lock file is removed by its last holder
 
 
+def test_a_users_file_named_like_the_lock_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "out.png.lock").write_text("my notes")
+    save_result(fake_result(6), str(tmp_path / "out.png"))
+    assert (tmp_path / "out.png.lock").read_text() == "my notes"
+
+
 def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
     out = tmp_path / "out.png"
     stale = [tmp_path / ".out.png.abcd1234.tmp.png", tmp_path / ".out.png.json.k2_9zz01.tmp.json"]
@@ -394,17 +400,16 @@ def _interrupted_run(tmp_path: Path, signum: int, delay: float | str) -> tuple[s
     proc = subprocess.Popen([sys.executable, "-m", "gramstyle", *T, "--size", "64", "--steps", "300",
                              "-o", str(out)], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    if delay == "handler":  # the first instant our code runs
-        deadline = time.monotonic() + 30
+    if isinstance(delay, float) or delay == "handler":  # from the first instant our code runs
+        deadline = time.monotonic() + 60
         while not _handles_sigterm(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.001)
+        time.sleep(delay if isinstance(delay, float) else 0.0)
     elif delay == "running":  # during the optimization: after the progress bar's first step
         assert proc.stderr is not None
         seen = ""
         while "1/300" not in seen and proc.poll() is None:
             seen += proc.stderr.read(1)
-    else:
-        time.sleep(float(delay))
     assert proc.poll() is None, "the run ended before the signal"
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=300)
@@ -424,6 +429,23 @@ def test_signal_at_any_moment_is_one_line_and_replaces_nothing(signum: int, dela
     assert len(lines) == 1 and lines[0].startswith("gramstyle: interrupted; "), err
     assert (tmp_path / "out.png").read_bytes() == b"the previous result"
     assert listing(tmp_path) == ["out.png"]  # no temporaries, no record, no lock
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_sigterm_before_our_code_runs_writes_nothing(delay: float, tmp_path: Path) -> None:
+    """Before the entry point runs, Python's defaults apply: SIGTERM ends the process (or, if our handler is
+    already in place, the policy above). Either way: no traceback, nothing written."""
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    proc = subprocess.Popen([sys.executable, "-m", "gramstyle", *T, *FAST, "-o", str(out)], cwd=tmp_path,
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), err
+    assert "Traceback" not in err
+    assert listing(tmp_path) == ["out.png"] and out.read_bytes() == b"old"
 
 
 def test_a_noted_interrupt_stops_the_run_before_any_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -128,7 +128,7 @@ def _new_file_mode(path: Path) -> int:
     with contextlib.suppress(OSError):
         return stat.S_IMODE(path.stat().st_mode)
     umask = 0o022
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+    with contextlib.suppress(OSError, ValueError, LookupError), open("/proc/self/status", encoding="ascii") as status:
         for line in status:
             if line.startswith("Umask:"):
                 umask = int(line.split()[1], 8)
@@ -162,13 +162,15 @@ def locked(target: str | os.PathLike[str]) -> Iterator[None]:
         return
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0),
+                         0o644)
         except OSError as exc:
             raise ImageError(f"{literal(target)}: cannot write in {literal(path.parent)} ({reason(exc)})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+                mine = os.fstat(fd)
+                same = mine.st_ino == os.stat(path).st_ino
             except FileNotFoundError:
                 same = False
             if same:
@@ -180,8 +182,10 @@ def locked(target: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        # A lock file is empty; a file of that name with data in it is someone else's, and stays.
+        if mine.st_size == 0 and os.fstat(fd).st_size == 0:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         os.close(fd)  # closing releases the lock, after the file is gone
 
 
