@@ -370,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = f"wrote {_and(written)}"
         else:
             what = f"{output[0]} not replaced, nothing written" if output else "nothing written"
-            what += " (but intermediates from --save-every)" if "--save-every" in " ".join(argv) else ""
+            what += " (the --save-every images written so far remain)" if "--save-every" in " ".join(argv) else ""
         print(f"gramstyle: interrupted; {what}", file=sys.stderr)
         return entry.exit_status(getattr(exc, "signum", signal.SIGINT))
 
