@@ -1,8 +1,6 @@
-"""``python -m gramstyle``: the command line (see `gramstyle.apps.cli`)."""
+"""``python -m gramstyle``: the command line (see `gramstyle.apps.cli`), its signal handlers installed first."""
 
-import sys
-
-from .apps.cli import main
+from .apps.entry import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -433,7 +433,10 @@ def _kind(hint: Any) -> tuple[Any, bool]:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int of more digits than Python converts to text
+        text = f"<{type(value).__name__}>"
     return literal(text if len(text) <= 60 else text[:57] + "...")
 
 
@@ -444,9 +447,15 @@ def _check_field(f: dataclasses.Field[Any], value: Any) -> Any:
         if optional:
             return None
         raise SettingsError(f"{{{name}}} must be given, got None", field=name)
-    normal = _normalise(name, kind, value)
-    check = f.metadata.get("check")
-    problem = check(normal) if check is not None else None
+    try:
+        normal = _normalise(name, kind, value)
+        check = f.metadata.get("check")
+        problem = check(normal) if check is not None else None
+    except (ArithmeticError, ValueError, TypeError) as exc:  # SettingsError is a ValueError: passed on as it is
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"{{{name}}} cannot use {_describe(value)} ({type(value).__name__}): "
+                            f"{literal(type(exc).__name__)}", field=name) from None
     if problem:
         raise SettingsError(f"{{{name}}} {problem}, got {_describe(value)}", field=name)
     return normal
@@ -465,11 +474,17 @@ def _normalise(name: str, kind: Any, value: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise wrong("an integer")
-        return int(value)
+        try:
+            return int(value)
+        except (OverflowError, ValueError, TypeError):
+            raise wrong("an integer") from None
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise wrong("a number")
-        return float(value)
+        try:
+            return float(value)
+        except (OverflowError, ValueError, TypeError):  # an int beyond float's range, an odd Real
+            raise wrong("a number in float's range") from None
     if kind is str:
         if not isinstance(value, str) or not value.strip() or "\x00" in value:
             raise wrong("a non-empty text")

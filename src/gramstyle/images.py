@@ -6,6 +6,7 @@ Every problem with a file becomes an `ImageError` whose one-line message starts 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import warnings
@@ -47,7 +48,12 @@ def open_image(source: ImageLike, max_pixels: int = 100_000_000) -> Image.Image:
     try:
         if not path.exists():
             if path.is_symlink():
-                raise ImageError(f"{name}: a symbolic link to a missing file (or a loop of links)")
+                try:
+                    os.stat(path)
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise ImageError(f"{name}: a loop of symbolic links ({exc.strerror})") from None
+                raise ImageError(f"{name}: a symbolic link to a missing file")
             raise ImageError(f"{name}: no such file")
         if path.is_dir():
             raise ImageError(f"{name}: is a folder, not an image file")
@@ -183,8 +189,9 @@ def resize_longest(image: Image.Image, longest: int, name: str = "image",
         raise ImageError(f"{name}: resizing to {longest} px gives {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
                          f"more than the limit of {max_pixels} ({{max_pixels}}); use a smaller {{{setting}}}")
     if min(size) < MIN_SIDE:
+        advice = "larger sizes in {scales}" if setting == "scales" else f"a larger {{{setting}}}"
         raise ImageError(f"{name}: {size[0]}x{size[1]} after resizing to {longest} px; the shorter side must be at "
-                         f"least {MIN_SIDE} px (use a larger {{{setting}}} or a less elongated image)")
+                         f"least {MIN_SIDE} px (use {advice} or a less elongated image)")
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS)
@@ -247,7 +254,8 @@ def save_image(image: Image.Image | Tensor, path: str | os.PathLike[str]) -> Pat
 
 
 def check_output(path: str | os.PathLike[str]) -> Path:
-    """Fail before any work if an image cannot be written to `path`: its extension, then `files.check_writable`."""
+    """Fail before any work if an image cannot be written to `path`: `files.check_writable`, then its extension.
+    (A run's outputs together: `gramstyle.outputs.plan`.)"""
     checked = files.check_writable(path)
     output_format(path)
     return checked

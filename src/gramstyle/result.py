@@ -9,6 +9,7 @@ import io
 import json
 import platform
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import PIL
 import torch
 from PIL import Image
 
-from . import files
+from . import files, outputs
 from . import images as imageio
 from ._version import __version__
 from .config import Settings
@@ -39,9 +40,11 @@ class Result:
     precision: str = "fp32"  # the network's arithmetic as resolved from settings.precision
     inputs: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
-        """Write the image, its run record ``path + '.json'`` and optionally the per-step CSV, atomically."""
-        save_result(self, path, log, extra)
+    def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None,
+             written: list[Path] | None = None) -> None:
+        """Write the image, its run record ``path + '.json'`` and optionally the per-step CSV, atomically
+        (`save_result`); ``written`` collects the paths as they are replaced."""
+        save_result(self, path, log, extra, written)
 
 
 
@@ -89,13 +92,24 @@ def history_csv(history: list[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
-def save_result(result: Result, path: str, log: str | None = None, extra: dict[str, Any] | None = None) -> None:
-    """The image, its record and optionally the CSV, all or none: each is written in full before any replaces
-    its target, so an image never stands without its record."""
-    imageio.check_output(path)
-    targets = [path, str(path) + ".json", *([log] if log is not None else [])]
-    with files.atomic_paths(targets) as temps:
+def save_result(result: Result, path: str, log: str | None = None, extra: dict[str, Any] | None = None,
+                written: list[Path] | None = None) -> None:
+    """The image, its record and optionally the CSV, all or none, checked first by `outputs.plan`.
+
+    Each is written in full before any replaces its target, under the output's lock, so an image never stands
+    beside another run's record; the record carries the image's sha256 (``image_sha256``). A log on a character
+    device or FIFO (/dev/null, /dev/stdout) is written into after the others. ``written`` collects the paths as
+    they are replaced (what an interrupt or a failure left).
+    """
+    planned = outputs.plan(path, log=log)
+    targets = [planned.image, planned.record, *([planned.log] if planned.log and not planned.log_through else [])]
+    with files.atomic_paths(targets, on_replaced=written.append if written is not None else None) as temps:
         imageio.encode_image(result.image, temps[0], path)
-        temps[1].write_text(json.dumps(record(result, str(path), extra), indent=2) + "\n", encoding="utf-8")
-        if log is not None:
+        data = {**record(result, str(path), extra), "image_sha256": files.sha256_of(temps[0])}
+        temps[1].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        if len(temps) > 2:
             temps[2].write_text(history_csv(result.history), encoding="utf-8")
+    if planned.log is not None and planned.log_through:
+        files.write_through(history_csv(result.history), planned.log)
+        if written is not None:
+            written.append(planned.log)

@@ -90,8 +90,11 @@ def plan(settings: Settings, content: ImageLike | None, styles: Sequence[ImageLi
 def _stage(settings: Settings, size: int, steps: int, content: ImageLike | None,
            styles: Sequence[ImageLike]) -> Stage:
     """Load and prepare the images at one output size (longest side `size`)."""
-    content_image = imageio.load_image(content, size, settings.max_pixels) if content is not None else None
+    # A coarse-to-fine stage's size is chosen by the scales, and an error there should advise changing them.
+    by = "scales" if size != settings.size else "size"
+    content_image = imageio.load_image(content, size, settings.max_pixels, by) if content is not None else None
     longest, chosen_by = style_size(settings, size)
+    chosen_by = by if chosen_by == "size" else chosen_by
     style_images = [imageio.load_image(s, longest, settings.max_pixels, chosen_by) for s in styles]
     original = content_image
     if settings.preserve_color != "none":

@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import config
+from .. import config, outputs
 from .. import images as imageio
 from ..assets import DEMO_CONTENT, DEMO_STYLE
 from ..config import Settings
@@ -29,6 +30,7 @@ from ..events import Progress
 from ..layers import MIN_SIDE, VGG19, canonical_layer
 from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
+from . import entry
 
 EXIT_USAGE = 2
 
@@ -214,24 +216,15 @@ def settings_from_args(args: argparse.Namespace, task: str) -> Settings:
     return settings.validated()
 
 
-def _check_folder(path: str, what: str) -> None:
-    folder = Path(path).parent
-    if Path(path).is_dir():
-        raise SettingsError(f"{path}: {what} is a folder")
-    if not folder.is_dir():
-        raise SettingsError(f"{path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise SettingsError(f"{path}: folder {folder} is not writable")
-
-
 class _Reporter:
     """The progress bar (stderr, tqdm) and intermediate saves: the CLI's callback."""
 
-    def __init__(self, steps: int, output: str, save_every: int | None, quiet: bool) -> None:
-        self.output, self.save_every, self.steps, self.quiet = Path(output), save_every, steps, quiet
+    def __init__(self, steps: int, plan: outputs.OutputPlan, save_every: int | None, quiet: bool) -> None:
+        self.plan, self.save_every, self.steps, self.quiet = plan, save_every, steps, quiet
         self.bar: Any = None
 
     def __call__(self, progress: Progress) -> None:
+        entry.check()  # an interrupt whose exception was swallowed somewhere stops the run here
         if progress.kind != "step":
             return
         if self.bar is None and not self.quiet:  # opened at the first step: input errors come before any bar
@@ -249,8 +242,7 @@ class _Reporter:
             self.bar.set_postfix_str("; ".join(p for p in parts if p), refresh=False)
             self.bar.update(progress.step - self.bar.n)
         if self.save_every and progress.step % self.save_every == 0 and progress.image is not None:
-            path = self.output.with_name(f"{self.output.stem}_step{progress.step:05d}{self.output.suffix}")
-            imageio.save_image(progress.image, path)
+            imageio.save_image(progress.image, self.plan.intermediate(progress.step))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -262,21 +254,19 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
-def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
+def _run(args: argparse.Namespace, argv: Sequence[str], written: list[Path]) -> None:
     command = args.command
     task = "transfer" if command == "demo" else command
     settings = settings_from_args(args, task)
     if not args.output:
         raise SettingsError("-o/--output: give a file name such as out.png")
-    imageio.check_output(args.output)
-    if Path(args.output + ".json").is_dir():  # the record is written after the image: fail before both
-        raise SettingsError(f"{args.output}.json: the run record's path is a folder")
-    if args.log:
-        _check_folder(args.log, "--log")
     if args.save_every is not None and args.save_every < 1:
         raise SettingsError(f"--save-every must be a positive integer, got {args.save_every}")
+    # Every path the run will write, checked before the network loads (outputs.plan: names, folders, OS
+    # errors, special files, two outputs that are one file).
+    plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps)
 
-    reporter = _Reporter(settings.steps, args.output, args.save_every, args.quiet)
+    reporter = _Reporter(settings.steps, plan, args.save_every, args.quiet)
     result: Result
     try:
         if command == "transfer":
@@ -289,11 +279,18 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> None:
             result = synthesize_texture(args.style, layers=args.layers, settings=settings, callback=reporter)
     finally:
         reporter.close()
-    result.save(args.output, log=args.log, extra={"command_line": ["gramstyle", *argv]})
+    entry.check()  # the last moment an interrupt may stop the run with nothing replaced
+    result.save(args.output, log=args.log or None, extra={"command_line": ["gramstyle", *argv]}, written=written)
+    entry.check()
     if not args.quiet:
         losses = result.losses
         print(f"wrote {args.output} ({result.steps} steps, {result.elapsed:.1f} s, {result.stop_reason}; "
-              f"loss {losses['total']:.4g}) and {args.output}.json", file=sys.stderr)
+              f"loss {losses['total']:.4g}) and {_and(written[1:])}", file=sys.stderr)
+
+
+def _and(paths: Sequence[Path]) -> str:
+    names = [str(p) for p in paths]
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _figures(args: argparse.Namespace) -> None:
@@ -360,9 +357,29 @@ def _join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the real command line (not a call from Python): the signal policy, if not yet in place
+        entry.install()
     argv = list(sys.argv[1:] if argv is None else argv)
+    written: list[Path] = []  # what the run has replaced so far, in order
+    output: list[str] = []
+    try:
+        entry.check()
+        return _main(argv, written, output)
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (entry.Interrupted), at any moment
+        if written:
+            what = f"wrote {_and(written)}"
+        else:
+            what = f"{output[0]} not replaced, nothing written" if output else "nothing written"
+            what += " (the --save-every images written so far remain)" if "--save-every" in " ".join(argv) else ""
+        print(f"gramstyle: interrupted; {what}", file=sys.stderr)
+        return entry.exit_status(getattr(exc, "signum", signal.SIGINT))
+
+
+def _main(argv: list[str], written: list[Path], output: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(parser, argv))
+    if getattr(args, "output", None):
+        output.append(args.output)
     warnings.formatwarning = _format_warning
     try:
         if args.command == "layers":
@@ -370,17 +387,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "figures":
             _figures(args)
         else:
-            _run(args, argv)
+            _run(args, argv, written)
     except GramstyleError as exc:
         print(f"gramstyle: error: {exc.render(flag)}", file=sys.stderr)
         return EXIT_USAGE
     except MemoryError:  # e.g. a huge --size: the library resizes before it could know
         print("gramstyle: error: out of memory; try a smaller --size or --style-size", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        # --save-every may have written intermediates; the output and its record are written only at the end
-        print(f"gramstyle: interrupted; {getattr(args, 'output', None) or 'nothing'} not written", file=sys.stderr)
-        return 130
     return 0
 
 
