@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -80,9 +81,10 @@ class RayExecutor:
         started = False
         if not ray.is_initialized():
             if self.address is None:
-                ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
             else:
-                ray.init(address=self.address, log_to_driver=False)
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
             started = True
         try:
             self._run(ray, works, on_outcome)
