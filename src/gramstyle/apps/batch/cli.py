@@ -97,7 +97,13 @@ def run(args: argparse.Namespace, settings_from_args: Any) -> int:
         bar.set_postfix_str(f"{counts['failed']} failed" if counts["failed"] else "", refresh=False)
         bar.update(1)
 
-    summary = batch(jobs, args.output, executor=executor, on_job=on_job, on_start=on_start)
+    try:
+        summary = batch(jobs, args.output, executor=executor, on_job=on_job, on_start=on_start)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        _say(f"gramstyle: interrupted after {counts['done']} jobs; rerun the same command to do the rest")
+        return 130
     if bar is not None:
         bar.close()
     if not args.quiet and (summary.done or summary.failed):

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class Job:
     id: str = ""  # filled by `with_id`
     name: str = ""  # readable file stem, without the id
     task: str = TASK
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def stem(self) -> str:
@@ -150,7 +149,7 @@ def with_ids(jobs: Sequence[Job], data: Mapping[str, bytes | None]) -> list[Job]
     out = []
     for job in jobs:
         out.append(Job(job.content, job.styles, job.settings, job.axes, job_id(job, data), readable_name(job),
-                       job.task, job.extra))
+                       job.task))
     return out
 
 

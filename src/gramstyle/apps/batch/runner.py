@@ -99,6 +99,12 @@ def execute(session: Session, work: Work) -> Outcome:
                        elapsed=time.monotonic() - start)
 
 
+def unexpected(work_id: str, exc: BaseException) -> Outcome:
+    """A job that raised something other than a GramstyleError (a bug): its failure, not the batch's."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return Outcome(work_id, error=f"unexpected {type(exc).__name__}: {first}", error_type=type(exc).__name__)
+
+
 # --- executors ------------------------------------------------------------------------------------------------
 
 OnOutcome = Callable[[Outcome], None]
@@ -155,7 +161,11 @@ class LocalExecutor:
             session = self.session or default_session()
             try:
                 for work in works:
-                    on_outcome(execute(session, work))
+                    try:
+                        outcome = execute(session, work)
+                    except Exception as exc:  # a bug shows in its job's line; the other jobs still run
+                        outcome = unexpected(work.id, exc)
+                    on_outcome(outcome)
             finally:
                 torch.set_num_threads(saved)
             return
@@ -178,6 +188,8 @@ class LocalExecutor:
                         except BrokenProcessPool:
                             broken = True
                             continue
+                        except Exception as exc:
+                            outcome = unexpected(work_id, exc)
                         pending.pop(work_id, None)
                         on_outcome(outcome)
                 if not broken:
