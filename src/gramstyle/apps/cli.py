@@ -5,6 +5,7 @@
     gramstyle texture STYLE --layers conv1_1,conv2_1 -o OUT Fig. 1, bottom row: style reconstruction
     gramstyle demo -o OUT                                   transfer on the bundled images
     gramstyle layers                                        VGG-19's layers
+    gramstyle batch CONTENT... --style STYLE... -o OUTDIR   many transfers, resumable, local or on Ray
 
 A user's mistake gets one line on stderr and exit status 2; nothing is written.
 """
@@ -31,6 +32,7 @@ from ..layers import MIN_SIDE, VGG19, canonical_layer
 from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
 from . import entry
+from .batch import cli as batch_cli
 
 EXIT_USAGE = 2
 
@@ -195,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="device: auto, cpu, cuda, cuda:N or mps [default: auto]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
+    batch_cli.add_parser(sub, _add_settings, _number)
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
     return parser
 
@@ -386,6 +389,8 @@ def _main(argv: list[str], written: list[Path], output: list[str]) -> int:
             _list_layers()
         elif args.command == "figures":
             _figures(args)
+        elif args.command == "batch":
+            return batch_cli.run(args, settings_from_args)
         else:
             _run(args, argv, written)
     except GramstyleError as exc:

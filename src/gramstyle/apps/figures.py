@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import textwrap
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .. import files
 from .. import images as imageio
@@ -29,6 +28,7 @@ from ..assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN
 from ..config import PAPER_CONTENT_LAYERS, Settings, equal_weights
 from ..errors import SettingsError
 from ..tasks import reconstruct_content, synthesize_texture, transfer
+from .grid import compose
 
 FIGURES = ("fig1", "fig2", "fig3")
 LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -121,36 +121,6 @@ def run_panel(panel: Panel, folder: str, threads: int | None = None) -> dict[str
     with open(record, encoding="utf-8") as f:
         saved: dict[str, Any] = json.load(f)
     return saved
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        return ImageFont.load_default()
-
-
-def compose(cells: dict[tuple[int, int], tuple[Image.Image, str]], title: str, cell_width: int) -> Image.Image:
-    """A labelled grid: each cell's image scaled to `cell_width`, its caption below it, the title on top."""
-    rows = 1 + max(r for r, _ in cells)
-    columns = 1 + max(c for _, c in cells)
-    cell_height = max(round(im.height * cell_width / im.width) for im, _ in cells.values())
-    font_size = max(11, cell_width // 15)
-    caption, margin = font_size + 8, 6
-    width = columns * (cell_width + margin) + margin
-    lines = textwrap.wrap(title, width=max(20, int(width / (font_size * 0.55))))
-    head = len(lines) * (font_size + 4) + 8
-    grid = Image.new("RGB", (width, head + rows * (cell_height + caption + margin) + margin), "white")
-    draw = ImageDraw.Draw(grid)
-    for i, line in enumerate(lines):
-        draw.text((margin, 4 + i * (font_size + 4)), line, fill="black", font=_font(font_size))
-    for (r, c), (im, label) in cells.items():
-        x = margin + c * (cell_width + margin)
-        y = head + r * (cell_height + caption + margin)
-        scaled = im.resize((cell_width, round(im.height * cell_width / im.width)), Image.Resampling.LANCZOS)
-        grid.paste(scaled, (x, y))
-        draw.text((x, y + cell_height + 2), label, fill="black", font=_font(font_size))
-    return grid
 
 
 TITLES = {
