@@ -29,6 +29,7 @@ from ..events import Progress
 from ..layers import MIN_SIDE, VGG19, canonical_layer
 from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
+from .web import cli as web_cli
 
 EXIT_USAGE = 2
 
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
+    web_cli.add_parser(sub)
     return parser
 
 
@@ -365,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_join_negative_values(parser, argv))
     warnings.formatwarning = _format_warning
     try:
+        if args.command == "serve":
+            return web_cli.run(args)
         if args.command == "layers":
             _list_layers()
         elif args.command == "figures":
