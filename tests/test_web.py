@@ -298,3 +298,34 @@ def test_a_restart_keeps_the_history(make: Callable[..., TestClient], tmp_path: 
     assert second.get(f"/api/jobs/{job_id}/result.png").status_code == 200
     assert second.get(f"/api/jobs/{job_id}/record.json").json()["job"] == job_id
     assert second.get(f"/api/jobs/{job_id}/preview.jpg").headers["content-type"] == "image/jpeg"
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+
+def test_serve_binds_loopback_and_needs_a_token_elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import uvicorn
+
+    from gramstyle.apps import cli
+
+    served: list[dict[str, Any]] = []
+
+    def fake_run(app: Any, **options: Any) -> None:  # the app is built; the server is not started
+        served.append({"app": app, **options})
+        app.state.jobs.close()
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    assert cli.main(["serve", "--workdir", str(tmp_path / "a")]) == 0
+    assert served[-1]["host"] == "127.0.0.1" and served[-1]["port"] == 8765
+    local = capsys.readouterr().err
+    assert "http://127.0.0.1:8765/ " in local and "warning" not in local and "token" not in local
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "9000", "--queue", "2", "--workdir",
+                     str(tmp_path / "b")]) == 0
+    shared = capsys.readouterr().err
+    assert "warning" in shared and "http://0.0.0.0:9000/?token=" in shared
+    token = shared.split("?token=")[1].split()[0]
+    client = TestClient(served[-1]["app"], base_url="http://192.168.1.5:9000")
+    assert client.get("/api/jobs").status_code == 401
+    assert client.get("/api/jobs", headers={"X-Gramstyle-Token": token}).status_code == 200
+    assert cli.main(["serve", "--queue", "0", "--workdir", str(tmp_path / "c")]) == 2
+    assert "--queue" in capsys.readouterr().err

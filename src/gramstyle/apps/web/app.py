@@ -185,6 +185,17 @@ def _store(source: UploadFile | Path, folder: Path, name: str, max_pixels: int, 
                          if exc.template.startswith(literal(target)) else exc.template, field=field) from None
 
 
+def _job_of(job_id: str, request: Request) -> Job:
+    manager: JobManager = request.app.state.jobs
+    job = manager.get(job_id) if valid_id(job_id) else None
+    if job is None:
+        raise HTTPException(404, "no such job")
+    return job
+
+
+JobOf = Annotated[Job, Depends(_job_of)]
+
+
 def create_app(workdir: str | Path, queue: int = 4, max_upload_mb: float = 50, token: str | None = None, *,
                host: str = "127.0.0.1", devices: tuple[str, ...] = ("auto",),
                session_factory: Callable[[], Session] = Session) -> FastAPI:
@@ -209,14 +220,6 @@ def create_app(workdir: str | Path, queue: int = 4, max_upload_mb: float = 50, t
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _bad("malformed request", None, 400)
-
-    def job_of(job_id: str) -> Job:
-        job = manager.get(job_id) if valid_id(job_id) else None
-        if job is None:
-            raise HTTPException(404, "no such job")
-        return job
-
-    JobOf = Annotated[Job, Depends(job_of)]
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

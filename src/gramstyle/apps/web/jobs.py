@@ -151,7 +151,7 @@ class JobManager:
         self._session_factory = session_factory
         self._workers = [threading.Thread(target=self._work, args=(device,), name=f"gramstyle-web-{device}",
                                           daemon=True) for device in devices]
-        self._step_time = 1.0  # seconds per step of recent runs, for Retry-After
+        self._closing = False
         for worker in self._workers:
             worker.start()
 
@@ -223,6 +223,7 @@ class JobManager:
 
     def close(self, timeout: float = 30.0) -> None:
         """Cancel the running jobs and stop the workers (queued jobs stay queued and fail at the next start)."""
+        self._closing = True
         for job in self.list():
             if job.state == "running":
                 job.cancel.cancel()
@@ -258,7 +259,7 @@ class JobManager:
                 return
             with self._lock:
                 job = self.jobs.get(job_id)
-                if job is None or job.state != "queued":
+                if job is None or job.state != "queued" or self._closing:
                     continue
                 job.state, job.started = "running", time.time()
                 job.version += 1
@@ -304,8 +305,6 @@ class JobManager:
         job.losses = dict(result.losses)
         job.stop_reason = result.stop_reason
         job.step, job.elapsed, job.eta = result.steps, result.elapsed, 0.0
-        if result.steps:
-            self._step_time = result.elapsed / result.steps
         self._end(job, "cancelled" if result.stop_reason == "cancelled" else "done")
 
     def _failed(self, job: Job, exc: Exception) -> None:
