@@ -6,6 +6,7 @@ client, the real weights, the bundled Tübingen and The Starry Night).
   client pulling previews back to back (the worst case). Runs alternate, so drift on a shared machine falls on
   every mode alike. The preview's JPEG is encoded in the client's request thread: on a machine whose cores are all
   busy with the run, that encoding takes CPU from the run; where a core is idle it costs the run nothing.
+- the time to encode one preview (what a watched run can lose per step where the cores are all busy).
 - the latency from Cancel (the POST) to the job's end (its state leaves "running"), against the step time.
 
     PYTHONPATH=src python benchmarks/web_preview.py --sizes 256 512 --steps 20 --repeats 2
@@ -50,14 +51,14 @@ def _watch(client: TestClient, job_id: str, mode: str, stop: threading.Event, pu
             job = client.get(f"/api/jobs/{job_id}").json()
             if job["state"] in ("done", "failed", "cancelled"):
                 return
-            if job["step"] <= seen:
+            if job["step"] < 1 or job["step"] <= seen:
                 time.sleep(0.1)
                 continue
         response = client.get(f"/api/jobs/{job_id}/preview.jpg")
         if response.status_code == 200:
             pulled.append(len(response.content))
             seen = int(response.headers["x-step"])
-        elif mode != "page":
+        else:
             time.sleep(0.01)
 
 
@@ -91,6 +92,20 @@ def cancel_latency(client: TestClient, size: int, after: int) -> dict[str, Any]:
             "steps": record["steps"]}
 
 
+def encode_ms(size: int, repeats: int = 20) -> float:
+    """Median milliseconds to encode one preview (tensor -> 8-bit -> JPEG) of the bundled photo at `size`."""
+    from gramstyle import assets, images
+    from gramstyle.apps.web.jobs import _jpeg
+
+    tensor = images.load_image(assets.TUBINGEN, size)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _jpeg(images.to_pil(tensor))
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
@@ -115,6 +130,7 @@ def main() -> None:
                 rate = statistics.mean(r["steps_per_s"] for r in rows if r["size"] == size and r["mode"] == mode)
                 print(f"{size} px {mode:>12}: {rate:.3f} steps/s ({100 * (rate / base - 1):+.1f}% against none)",
                       flush=True)
+            print(f"{size} px preview encoding: {encode_ms(size):.1f} ms (median of 20)", flush=True)
             cancel = [cancel_latency(client, size, 2) for _ in range(args.repeats)]
             for row in cancel:
                 print(json.dumps(row), flush=True)

@@ -189,13 +189,12 @@ class JobManager:
     def submit(self, job: Job) -> None:
         """Queue `job` (its folder already holds its inputs), or QueueFull (the folder is removed)."""
         with self._lock:
-            try:
-                self._queue.put_nowait(job.id)
-            except queue.Full:
+            if self._queue.full():
                 shutil.rmtree(job.folder, ignore_errors=True)
-                raise QueueFull(self.retry_after()) from None
+                raise QueueFull(self.retry_after())
+            job.save()  # before the worker can see it, so that its own saves come later
             self.jobs[job.id] = job
-        job.save()
+            self._queue.put_nowait(job.id)  # only submit puts jobs, under the lock: there is room
 
     def retry_after(self) -> int:
         """Seconds until a place in the queue is likely free: the running job's estimate, at least 1."""
@@ -277,10 +276,15 @@ class JobManager:
             settings = settings.replace(device=device)
 
         def callback(event: Progress) -> bool:
-            if event.image is not None and event.kind == "step":
-                job.preview = event.image.detach().to("cpu", copy=True)  # the optimizer updates it in place
-                job.preview_step = event.step
-            job.step, job.steps, job.eta, job.elapsed = event.step, event.steps, event.eta, event.elapsed
+            if event.kind == "step":
+                if event.image is not None:
+                    # a reference, not a copy: the optimizer makes a new tensor at every step, and an unwatched
+                    # run pays nothing more for its previews
+                    job.preview = event.image.detach()
+                    job.preview_step = event.step
+                # the step count from step events only: a stage's end event counts its steps twice (session._Clock)
+                job.step, job.eta, job.elapsed = event.step, event.eta, event.elapsed
+            job.steps = event.steps
             if event.stage is not None:
                 job.stage = {"index": event.stage.index, "count": event.stage.count, "size": event.stage.size}
             if event.losses:

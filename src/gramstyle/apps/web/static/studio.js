@@ -150,7 +150,7 @@ async function start(continueFrom) {
 
 function watch(id) {
   if (state.source) state.source.close();
-  state.job = id; state.latestStep = 0; state.previewStep = -1;
+  state.job = id; state.latestStep = 0; state.previewStep = -1; state.ended = false;
   $("state").textContent = "queued"; $("step").textContent = ""; $("stage").textContent = ""; $("eta").textContent = "";
   $("links").replaceChildren();
   $("cancel").disabled = false; $("continue").disabled = true;
@@ -176,12 +176,12 @@ function show(job) {
 // The next preview is asked for only once the last one has loaded, and only when the run has moved on: the
 // run never waits for the page, and the page takes previews as fast as it can show them.
 async function pullPreview() {
-  if (state.previewBusy || state.latestStep <= state.previewStep || !state.job) return;
+  if (state.previewBusy || state.latestStep < 1 || state.latestStep <= state.previewStep || !state.job) return;
   state.previewBusy = true;
   const id = state.job;
   try {
     const response = await fetch(`/api/jobs/${id}/preview.jpg`, { cache: "no-store" });
-    if (response.ok && id === state.job) {
+    if (response.ok && id === state.job && !state.ended) {
       const blob = await response.blob();
       state.previewStep = parseInt(response.headers.get("X-Step") || "0", 10);
       const url = URL.createObjectURL(blob);
@@ -193,10 +193,11 @@ async function pullPreview() {
   } finally {
     state.previewBusy = false;
   }
-  if (id === state.job && state.latestStep > state.previewStep) setTimeout(pullPreview, 0);
+  if (id === state.job && !state.ended && state.latestStep > state.previewStep) setTimeout(pullPreview, 0);
 }
 
 function finished(job) {
+  state.ended = true;
   $("cancel").disabled = true;
   if (job.has_result) {
     $("preview").src = `/api/jobs/${job.id}/result.png?t=${Date.now()}`;
@@ -236,7 +237,7 @@ function drawPlot(points) {
 // --- history ----------------------------------------------------------------------------------------------
 async function refreshHistory() {
   const { data } = await api("GET", "/api/jobs");
-  if (!data) return;
+  if (!data) return null;
   const entries = data.jobs.slice().reverse().map((job) => {
     const s = job.settings;
     const thumb = el("img", { alt: job.state });
@@ -255,6 +256,7 @@ async function refreshHistory() {
       job.error ? el("div", { class: "error" }, job.error) : "", actions));
   });
   $("history").replaceChildren(...entries);
+  return data.jobs;
 }
 
 function loadSettings(job) {
@@ -290,7 +292,10 @@ async function main() {
   $("start").onclick = () => start(null);
   $("cancel").onclick = () => state.job && api("POST", `/api/jobs/${state.job}/cancel`);
   $("continue").onclick = () => state.job && start(state.job);
-  await refreshHistory();
+  const jobs = await refreshHistory();
+  // a page opened (or reloaded) while a job runs or waits follows the latest such job
+  const live = (jobs || []).filter((j) => j.state === "running" || j.state === "queued").pop();
+  if (live) watch(live.id);
   document.body.dataset.ready = "1";
 }
 main();
