@@ -33,6 +33,7 @@ from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
 from . import entry
 from .batch import cli as batch_cli
+from .web import cli as web_cli
 
 EXIT_USAGE = 2
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     batch_cli.add_parser(sub, _add_settings, _number)
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
+    web_cli.add_parser(sub)
     return parser
 
 
@@ -385,6 +387,8 @@ def _main(argv: list[str], written: list[Path], output: list[str]) -> int:
         output.append(args.output)
     warnings.formatwarning = _format_warning
     try:
+        if args.command == "serve":
+            return web_cli.run(args)
         if args.command == "layers":
             _list_layers()
         elif args.command == "figures":
