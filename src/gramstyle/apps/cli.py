@@ -29,6 +29,7 @@ from ..events import Progress
 from ..layers import MIN_SIDE, VGG19, canonical_layer
 from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
+from . import video as video_cli
 
 EXIT_USAGE = 2
 
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="device: auto, cpu, cuda, cuda:N or mps [default: auto]")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
+    video_cli.add_parser(sub)
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
     return parser
 
@@ -369,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _list_layers()
         elif args.command == "figures":
             _figures(args)
+        elif args.command == "video":
+            video_cli.run(args, argv)
         else:
             _run(args, argv)
     except GramstyleError as exc:
