@@ -14,8 +14,18 @@ import torch
 from gramstyle import assets
 from gramstyle import images as imageio
 from gramstyle.apps.cli import main
-from gramstyle.temporal import (FlowError, TemporalTerm, closest_first, disocclusions, motion_boundaries, read_flo,
-                                reliability, warp, warping_error, write_flo)
+from gramstyle.temporal import (
+    FlowError,
+    TemporalTerm,
+    closest_first,
+    disocclusions,
+    motion_boundaries,
+    read_flo,
+    reliability,
+    warp,
+    warping_error,
+    write_flo,
+)
 
 
 def _translation(h: int, w: int, dx: float, dy: float) -> torch.Tensor:
@@ -34,7 +44,7 @@ def test_warp_of_a_known_translation() -> None:
 
 def test_reliability_marks_a_synthetic_occlusion() -> None:
     # a 10x10 square moves 4 px right from frame 0 to frame 1 over a still background
-    h, w, side = 32, 40, 10
+    h, w = 32, 40
     inside0 = torch.zeros(h, w, dtype=torch.bool)
     inside0[10:20, 8:18] = True
     inside1 = torch.zeros(h, w, dtype=torch.bool)
@@ -76,7 +86,8 @@ def test_temporal_term_value_and_gradient() -> None:
     assert term.name == "temporal" and term.layers == ()
     x = torch.rand(1, 3, 6, 7, generator=generator, dtype=torch.float64, requires_grad=True)
     value, parts = term({}, x)
-    expected = sum(float((c * (x.detach() - t) ** 2).sum()) for t, c in zip(targets, weights, strict=True)) / (3 * 6 * 7)
+    pairs = zip(targets, weights, strict=True)
+    expected = sum(float((c * (x.detach() - t) ** 2).sum()) for t, c in pairs) / (3 * 6 * 7)
     assert float(value) == pytest.approx(expected)
     assert set(parts) == {"temporal:1", "temporal:2"}
     assert torch.autograd.gradcheck(lambda image: term({}, image)[0], (x,))

@@ -42,7 +42,7 @@ from ..temporal import TemporalTerm, closest_first, disocclusions, read_flo, rel
 
 #: The temporal weight G (of the size-free term, against gramstyle's alpha = 1, beta = 1e3): measured in
 #: docs/video.md; the paper's 1e3 belongs to its own normalisation.
-DEFAULT_TEMPORAL_WEIGHT = 1e14
+DEFAULT_TEMPORAL_WEIGHT = 3e13
 #: A frame is a hard cut when fewer than this share of its pixels pass the forward-backward check.
 CUT_FRACTION = 0.5
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
@@ -70,7 +70,8 @@ def _cv2() -> Any:
 
 
 class EstimatedFlow:
-    """Flow between frames by OpenCV's DIS (Kroeger et al. 2016, preset medium) or Farneback, on the frames as
+    """Flow between frames by OpenCV's DIS (Kroeger et al. 2016, preset medium, refined to the finest scale) or
+    Farneback, on the frames as
     stylized (the working size), computed on demand and kept."""
 
     def __init__(self, frames: Sequence[Image.Image], method: str = "dis") -> None:
@@ -79,6 +80,8 @@ class EstimatedFlow:
         self.method = method
         self.cache: dict[tuple[int, int], Tensor] = {}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
+        if self._dis is not None:
+            self._dis.setFinestScale(0)  # down to full resolution: at working sizes it halves the error (docs/video.md)
 
     def __call__(self, a: int, b: int) -> Tensor:
         if (a, b) not in self.cache:
