@@ -172,3 +172,15 @@ def test_video_file_round_trip_keeps_fps_size_and_audio(tmp_path: Path) -> None:
         assert len(list(container.decode(stream))) == 3
     record = json.loads(Path(str(out) + ".json").read_text())
     assert record["frames"] == 3 and record["temporal_error_mean"] is not None
+
+
+def test_flow_folder_reads_ruders_names(tmp_path: Path) -> None:
+    from gramstyle.apps.video import FlowFolder, VideoError
+
+    forward, backward = torch.randn(4, 6, 2), torch.randn(4, 6, 2)
+    write_flo(tmp_path / "forward_1_2.flo", forward)
+    write_flo(tmp_path / "backward_2_1.flo", backward)
+    flows = FlowFolder(tmp_path)
+    assert torch.equal(flows(0, 1), forward) and torch.equal(flows(1, 0), backward)
+    with pytest.raises(VideoError, match="backward_3_2.flo"):
+        flows(2, 1)

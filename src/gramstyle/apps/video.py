@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -353,7 +354,12 @@ def write_video(path: str | Path, frames: Sequence[Image.Image], fps: Fraction, 
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         source = av.open(str(audio_from)) if audio_from is not None else None
         audio_in = source.streams.audio[0] if source is not None and source.streams.audio else None
-        audio_out = out.add_stream_from_template(audio_in) if audio_in is not None else None
+        audio_out = None
+        if audio_in is not None:
+            try:
+                audio_out = out.add_stream_from_template(audio_in)
+            except (av.error.FFmpegError, ValueError) as exc:  # a codec the output container cannot hold
+                warnings.warn(f"{path}: audio not copied ({exc})", stacklevel=2)
         for image in frames:
             frame = av.VideoFrame.from_image(image.convert("RGB").resize((width, height),
                                                                          Image.Resampling.LANCZOS))
