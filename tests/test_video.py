@@ -182,5 +182,5 @@ def test_flow_folder_reads_ruders_names(tmp_path: Path) -> None:
     write_flo(tmp_path / "backward_2_1.flo", backward)
     flows = FlowFolder(tmp_path)
     assert torch.equal(flows(0, 1), forward) and torch.equal(flows(1, 0), backward)
-    with pytest.raises(VideoError, match="backward_3_2.flo"):
+    with pytest.raises(VideoError, match=r"backward_3_2\.flo"):
         flows(2, 1)
