@@ -7,11 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Until pyproject.toml lists it (NOTES.md): tests that drive a real browser (Chromium + chromedriver).
-    config.addinivalue_line("markers", "browser: drives a real Chromium through Selenium (skipped without one)")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The normalised network's cache goes to a temporary folder, not the user's ~/.cache."""

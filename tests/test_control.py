@@ -66,8 +66,8 @@ def test_coarse_to_fine_runs_every_scale_and_ends_at_the_full_size() -> None:
     assert [p.stage.size for p in steps if p.stage] == [64] * 10 + [128] * 10
     assert [p.stage_step for p in steps] == list(range(1, 11)) * 2
     # each stage starts and ends with an event; the estimate of the time left counts down to 0
-    assert [(p.kind, p.stage.index) for p in events if p.kind != "step" and p.stage] == [
-        ("stage_start", 0), ("stage_end", 0), ("stage_start", 1), ("stage_end", 1)]
+    assert [(p.kind, p.stage.index, p.step) for p in events if p.kind != "step" and p.stage] == [
+        ("stage_start", 0, 0), ("stage_end", 0, 10), ("stage_start", 1, 10), ("stage_end", 1, 20)]
     assert steps[0].eta is not None and steps[0].eta > steps[10].eta > steps[-1].eta == 0
     # The second scale starts where the first ended, upsampled: below a fresh start from the photo at 128 px.
     fresh = gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=128, steps=1)

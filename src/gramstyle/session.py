@@ -202,10 +202,10 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             history += [{**h, "step": h["step"] + clock.done, "elapsed": h["elapsed"] + clock.elapsed,
                          "scale": float(stage.size)} for h in result.history]
             x, reason = result.image.clamp(0, 1), result.stop_reason
-            clock.done += result.steps
-            clock.elapsed += result.elapsed
             clock.event("stage_end", index, x, result.history[-1] if result.history else None, result.steps,
                         result.elapsed)
+            clock.done += result.steps
+            clock.elapsed += result.elapsed
             if reason in ("cancelled", "time limit"):
                 break
         if objective is None or x.shape[2:] != last.shape:

@@ -32,6 +32,7 @@ from ..layers import MIN_SIDE, VGG19, canonical_layer
 from ..result import Result
 from ..tasks import reconstruct_content, synthesize_texture, transfer
 from . import entry
+from . import video as video_cli
 from .batch import cli as batch_cli
 from .web import cli as web_cli
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
     batch_cli.add_parser(sub, _add_settings, _number)
+    video_cli.add_parser(sub)
     sub.add_parser("layers", help="list VGG-19's layers with channels, stride and receptive field")
     web_cli.add_parser(sub)
     return parser
@@ -395,6 +397,8 @@ def _main(argv: list[str], written: list[Path], output: list[str]) -> int:
             _figures(args)
         elif args.command == "batch":
             return batch_cli.run(args, settings_from_args)
+        elif args.command == "video":
+            video_cli.run(args, argv)
         else:
             _run(args, argv, written)
     except GramstyleError as exc:
