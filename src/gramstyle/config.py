@@ -42,6 +42,8 @@ def equal_weights(layers: Sequence[str]) -> LayerWeights:
 
 #: The paper's style layers (Fig. 2, eq. 5): conv1_1 ... conv5_1 with w_l = 1/5 each.
 PAPER_STYLE_LAYERS: LayerWeights = equal_weights([f"conv{b}_{1}" for b in range(1, 6)])
+#: The quick start's size and steps (`Settings.for_task("demo")`).
+DEMO_SIZE, DEMO_STEPS = 384, 150
 #: The paper's content layer for transfer (Fig. 2): conv4_2.
 PAPER_CONTENT_LAYERS: LayerWeights = (("conv4_2", 1.0),)
 
@@ -299,13 +301,17 @@ class Settings:
         """The defaults of each of the paper's three tasks."""
         if task == "transfer":  # Fig. 2
             return cls()
+        if task == "demo":  # the quick start: transfer on the bundled images, sized to finish in minutes
+            # Chosen by measurement (docs/benchmarks.md): about 2.5 minutes on a 2-core AVX2 CPU in fp32, under
+            # a minute where bf16 is native; transfer's own defaults (512 px, 500 steps) give the best picture.
+            return cls(size=DEMO_SIZE, steps=DEMO_STEPS)
         if task == "content":  # Fig. 1, top row: from white noise, content loss alone at one layer
             # fp32: a conv1_1 reconstruction reaches 45 dB, beyond bfloat16's 8 bits of mantissa.
             return cls(init="noise", beta=0.0, content_layers=(("conv4_1", 1.0),), style_layers=(),
                        precision="fp32")
         if task == "texture":  # Fig. 1, bottom row: from white noise, style loss alone
             return cls(init="noise", alpha=0.0, beta=1.0, content_layers=(), precision="fp32")
-        raise SettingsError(f"unknown task {literal(repr(task))}; use transfer, content or texture")
+        raise SettingsError(f"unknown task {literal(repr(task))}; use transfer, demo, content or texture")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes`; an unknown name is refused with the nearest setting's name.

@@ -108,6 +108,7 @@ _FIELDS = {
     "texture": ("content_mask", "style_mask", "tv_weight", *_NETWORK, "size", "output_size", "scales",
                 "scale_steps", *_RUN),
 }
+_FIELDS["demo"] = _FIELDS["transfer"]
 
 
 def _add_settings(parser: argparse.ArgumentParser, task: str) -> None:
@@ -157,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p, "transfer")
     _add_outputs(p)
 
-    p = sub.add_parser("demo", help="transfer on the bundled images (Tübingen, The Starry Night)")
+    p = sub.add_parser("demo", help="transfer on the bundled images (Tübingen, The Starry Night), in minutes")
     p.add_argument("--ratio", type=_number(float, "a number"), metavar="ALPHA/BETA",
                    help="content-to-style ratio alpha/beta (sets beta = alpha / ratio)")
-    _add_settings(p, "transfer")
+    _add_settings(p, "demo")
     _add_outputs(p, default_output="stylized.png")
 
     p = sub.add_parser("content", help="reconstruct an image from one layer's response (Fig. 1, top row)")
@@ -263,8 +264,7 @@ def _clock(seconds: float) -> str:
 
 def _run(args: argparse.Namespace, argv: Sequence[str], written: list[Path]) -> None:
     command = args.command
-    task = "transfer" if command == "demo" else command
-    settings = settings_from_args(args, task)
+    settings = settings_from_args(args, command)
     if not args.output:
         raise SettingsError("-o/--output: give a file name such as out.png")
     if args.save_every is not None and args.save_every < 1:
