@@ -21,10 +21,11 @@ from .devices import out_of_memory_as_error, resolve_device, resolve_precision
 from .errors import SettingsError
 from .events import Callback, CancelToken, Progress, Stage
 from .layers import canonical_layer
-from .objective import Guidance, Objective, Term
+from .objective import Guidance, Objective, Term, canonical_weights
 from .optimize import optimize
 from .result import Result
 from .start import initial_image
+from .tiling import TiledObjective, available_memory, choose_tile
 from .vgg import VGGFeatures, load_weights
 
 ImageLike = imageio.ImageLike
@@ -99,9 +100,22 @@ def _active_layers(settings: Settings, last: stages.Stage) -> tuple[tuple[tuple[
 
 def _objective(net: VGGFeatures, stage: stages.Stage, settings: Settings, content_layers: Sequence[tuple[str, float]],
                style_layers: Sequence[tuple[str, float]], device: torch.device, precision: torch.dtype,
-               extra_terms: ExtraTerms | None) -> Objective:
+               extra_terms: ExtraTerms | None, tile: int | None = None) -> Objective | TiledObjective:
     guidance = (Guidance(stage.guidance.output.to(device), [g.to(device) for g in stage.guidance.styles])
                 if stage.guidance is not None else None)
+    if tile is not None:
+        if guidance is not None:
+            raise SettingsError("spatial control ({content_mask}) is not tiled yet, and this size needs tiles; give a "
+                                "smaller {size}", field="tile")
+        tiled = TiledObjective.build(
+            net, tile, content_image=None if stage.content is None else stage.content.to(device),
+            content_weights=canonical_weights(content_layers), style_images=[s.to(device) for s in stage.styles],
+            style_weights=canonical_weights(style_layers), style_blend=settings.style_blend, alpha=settings.alpha,
+            beta=settings.beta, tv_weight=settings.tv_weight, precision=precision)
+        if extra_terms is not None:
+            for term, weight in extra_terms(stage, net, device):
+                tiled = tiled.with_term(term, weight)
+        return tiled
     objective = Objective.for_settings(
         net, settings.replace(content_layers=content_layers, style_layers=style_layers),
         content_image=None if stage.content is None else stage.content.to(device),
@@ -180,7 +194,9 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
     reason = "steps"
     with out_of_memory_as_error(settings.size):
         net = session.network(settings, device)
-        objective: Objective | None = None
+        objective: Objective | TiledObjective | None = None
+        tile: int | None = None
+        tiles: list[int | None] = []
         for index, stage in enumerate(plan):
             if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
                 x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
@@ -191,8 +207,12 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             if cancel is not None and cancel.cancelled and history:
                 reason = "cancelled"
                 break
+            # the memory preflight, before the targets: tiles only where the untiled step would not fit
+            tile = choose_tile(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers], precision,
+                               settings.tile, settings.history_size, settings.optimizer, available_memory(device))
+            tiles.append(tile)
             objective = _objective(net, stage, settings, content_layers, style_layers, device, precision,
-                                   extra_terms)
+                                   extra_terms, tile)
             if clock.event("stage_start", index, x):
                 reason = "cancelled"
                 break
@@ -212,7 +232,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             # stopped before the last scale: the picture still has the asked size, scored on the last objective
             x = torch.nn.functional.interpolate(x, size=last.shape, mode="bicubic", align_corners=False)
             objective = _objective(net, last, settings, content_layers, style_layers, device, precision,
-                                   extra_terms)
+                                   extra_terms, tile)
         output = imageio.to_pil(x)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
             final = objective(imageio.to_tensor(output).to(device), exact=True).floats()
@@ -224,5 +244,6 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                   steps=len(history), stop_reason=reason, elapsed=clock.elapsed, device=str(device),
                   precision="bf16" if precision == torch.bfloat16 else "fp32",
                   weights={"source": net.source, "sha256": net.sha256, "preprocessing": net.preprocessing.name},
-                  inputs=stages.describe_inputs(content=content, style=style_list or None))
+                  inputs=stages.describe_inputs(content=content, style=style_list or None), tiles=tiles,
+                  deterministic=device.type == "cpu" and torch.are_deterministic_algorithms_enabled())
 
