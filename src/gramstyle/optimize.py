@@ -218,7 +218,9 @@ class LoopState:
         if not self.consistent:
             raise OptimizationError("the optimizer was interrupted mid-update; no consistent state to save")
         return {"x": self.x.detach().clone(), "step": self.step, "best_loss": self.best_loss,
-                "best_image": self.best_image.detach().clone(), "history": [dict(h) for h in self.history],
+                "best_image": self.best_image.detach().clone(),
+                # the loop appends a step's losses before the step ends: the boundary's history is its first `step`
+                "history": [dict(h) for h in self.history[: self.step]],
                 "elapsed": self.elapsed, "stepper": stepper_state(self.stepper),
                 "stepper_kind": type(self.stepper).__name__}
 

@@ -1,0 +1,128 @@
+"""Checkpoints and exact resume, reproducibility, and tiled runs through the session (real weights, 64 px)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gramstyle import Settings, tiling
+from gramstyle import session as session_module
+from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
+from gramstyle.checkpoint import Checkpointer, CheckpointError, load
+from gramstyle.errors import SettingsError
+from gramstyle.optimize import LBFGS, Adam, restore_stepper, stepper_state
+from gramstyle.session import Session
+
+BASE = Settings(size=64, steps=6, precision="fp32", tile="off")
+
+
+@pytest.fixture(scope="module")
+def session() -> Session:
+    return Session()
+
+
+def _png(result: object) -> bytes:
+    buffer = io.BytesIO()
+    result.image.save(buffer, format="PNG")  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def _run(session: Session, settings: Settings = BASE, **kwargs: object) -> object:
+    return session.run("transfer", settings, content=DEMO_CONTENT, styles=DEMO_STYLE, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(session: Session) -> bytes:
+    return _png(_run(session))
+
+
+def test_same_command_twice_gives_the_same_bytes(session: Session, uninterrupted: bytes) -> None:
+    result = _run(session)
+    assert _png(result) == uninterrupted
+    assert result.deterministic == torch.are_deterministic_algorithms_enabled()  # CPU: deterministic iff enabled
+
+
+def test_resume_after_interruption_gives_the_uninterrupted_bytes(session: Session, uninterrupted: bytes,
+                                                                 tmp_path: Path) -> None:
+    ckpt = Checkpointer(tmp_path / "out.ckpt", every=3)
+    # cancelled during step 5 (by the callback): the run's last checkpoint is the boundary after step 4
+    stop = lambda p: p.kind == "step" and p.step == 5  # noqa: E731
+    first = _run(session, callback=stop, checkpoint=ckpt)
+    assert first.stop_reason == "cancelled"
+    data = load(tmp_path / "out.ckpt")
+    assert data["loop"]["step"] == 4  # the boundary before the cancelled step: step 5 is evaluated again
+    assert set(data["loop"]["stepper"]) == set(vars(LBFGS()))
+    resumed = _run(session, resume=tmp_path / "out.ckpt")
+    assert resumed.steps == 6 and _png(resumed) == uninterrupted
+
+
+def test_more_steps_extends_a_finished_run(session: Session, uninterrupted: bytes, tmp_path: Path) -> None:
+    ckpt = Checkpointer(tmp_path / "short.ckpt")
+    short = _run(session, BASE.replace(steps=3), checkpoint=ckpt)
+    assert short.steps == 3 and ckpt.written == 1
+    longer = _run(session, BASE.replace(steps=6), resume=tmp_path / "short.ckpt")
+    assert _png(longer) == uninterrupted
+
+
+def test_checkpoint_from_other_settings_or_inputs_is_refused(session: Session, tmp_path: Path) -> None:
+    ckpt = Checkpointer(tmp_path / "a.ckpt")
+    _run(session, BASE.replace(steps=1), checkpoint=ckpt)
+    with pytest.raises(CheckpointError, match="other settings: beta 1000.0 there, 100.0 here"):
+        _run(session, BASE.replace(beta=100.0), resume=tmp_path / "a.ckpt")
+    with pytest.raises(CheckpointError, match="other input images"):
+        session.run("transfer", BASE, content=DEMO_STYLE, styles=DEMO_STYLE, resume=tmp_path / "a.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a gramstyle checkpoint"):
+        _run(session, resume=tmp_path / "junk.ckpt")
+
+
+def _exercised(stepper: object) -> object:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(12, generator=g)
+    for _ in range(4):
+        proposal = stepper.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))  # type: ignore[attr-defined]
+        x = proposal if proposal is not None else x
+    return stepper
+
+
+@pytest.mark.parametrize("make", [lambda: LBFGS(history_size=3), lambda: Adam(torch.zeros(12), 0.1)])
+def test_every_optimizer_attribute_is_captured_and_restored(make: object) -> None:
+    # reads vars(): an attribute another version adds is captured, or refused by name if a checkpoint cannot hold it
+    stepper = _exercised(make())  # type: ignore[operator]
+    state = stepper_state(stepper)
+    assert set(state) == set(vars(stepper))
+    fresh = make()  # type: ignore[operator]
+    restore_stepper(fresh, state)
+    x = torch.full((12,), 0.5)
+    a = stepper.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))  # type: ignore[attr-defined]
+    b = fresh.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))
+    assert torch.equal(a, b)
+    stepper.new_thing = object()  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="new_thing"):
+        stepper_state(stepper)
+
+
+def test_tiled_run_follows_the_untiled_one(session: Session) -> None:
+    settings = BASE.replace(steps=2)
+    untiled = _run(session, settings)
+    tiled = _run(session, settings.replace(tile="48"))  # 64 x 48: two tiles
+    assert tiled.tiles == [48] and untiled.tiles == [None]
+    for a, b in zip(untiled.history, tiled.history, strict=True):
+        assert math.isclose(a["total"], b["total"], rel_tol=1e-4)
+
+
+def test_auto_tiles_only_when_untiled_would_not_fit(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = session.network(BASE, torch.device("cpu"))
+    layers = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    shape = (48, 64)
+    untiled = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 50, "lbfgs").total
+    monkeypatch.setattr(session_module, "available_memory", lambda device: int(untiled / tiling.USABLE) + 1)
+    assert _run(session, BASE.replace(steps=1, tile="auto")).tiles == [None]
+    monkeypatch.setattr(session_module, "available_memory", lambda device: 2**30)
+    with pytest.raises(SettingsError, match=r"needs about .* GiB .* available; \{size\} \d+ would fit") as info:
+        _run(session, BASE.replace(steps=1, size=1024, tile="off"))
+    assert info.value.field == "size"
