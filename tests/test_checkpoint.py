@@ -71,7 +71,7 @@ def test_more_steps_extends_a_finished_run(session: Session, uninterrupted: byte
 def test_checkpoint_from_other_settings_or_inputs_is_refused(session: Session, tmp_path: Path) -> None:
     ckpt = Checkpointer(tmp_path / "a.ckpt")
     _run(session, BASE.replace(steps=1), checkpoint=ckpt)
-    with pytest.raises(CheckpointError, match="other settings: beta 1000.0 there, 100.0 here"):
+    with pytest.raises(CheckpointError, match=r"other settings: beta 1000\.0 there, 100\.0 here"):
         _run(session, BASE.replace(beta=100.0), resume=tmp_path / "a.ckpt")
     with pytest.raises(CheckpointError, match="other input images"):
         session.run("transfer", BASE, content=DEMO_STYLE, styles=DEMO_STYLE, resume=tmp_path / "a.ckpt")
@@ -126,3 +126,16 @@ def test_auto_tiles_only_when_untiled_would_not_fit(session: Session, monkeypatc
     with pytest.raises(SettingsError, match=r"needs about .* GiB .* available; size \d+ would fit") as info:
         _run(session, BASE.replace(steps=1, size=1024, tile="off"))
     assert info.value.field == "size"
+
+
+def test_cli_checkpoint_then_more_steps_gives_the_uninterrupted_bytes(tmp_path: Path) -> None:
+    from gramstyle.apps.cli import main
+
+    common = ["demo", "--size", "64", "--precision", "fp32", "--tile", "off", "-q"]
+    assert main([*common, "--steps", "4", "-o", str(tmp_path / "whole.png")]) == 0
+    assert main([*common, "--steps", "2", "--checkpoint-every", "1", "-o", str(tmp_path / "part.png")]) == 0
+    assert (tmp_path / "part.png.ckpt").is_file()
+    assert main([*common, "--steps", "2", "--more-steps", "2", "-o", str(tmp_path / "part.png")]) == 0
+    assert (tmp_path / "part.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
+    assert main([*common, "--steps", "2", "--beta", "10", "--resume", str(tmp_path / "part.png.ckpt"),
+                 "-o", str(tmp_path / "other.png")]) == 2  # other settings: refused

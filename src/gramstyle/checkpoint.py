@@ -86,6 +86,17 @@ def verify(data: dict[str, Any], settings: Settings, inputs_digest: str, name: s
         raise CheckpointError(f"{literal(name)} was made from other input images (or another size of them)")
 
 
+def extended(settings: Settings, data: dict[str, Any], more_steps: int) -> Settings:
+    """`settings` with the checkpoint's last stage going on for `more_steps` more steps (``--more-steps``)."""
+    if more_steps < 1:
+        raise CheckpointError(f"more steps must be a positive number, got {more_steps}")
+    counts = [int(n) for n in data["steps"]]
+    counts[-1] += more_steps
+    if len(counts) == 1:
+        return settings.replace(steps=counts[0]).validated()
+    return settings.replace(scale_steps=",".join(map(str, counts))).validated()
+
+
 class Checkpointer:
     """Writes a run's checkpoints to ``path``: every ``every`` steps (None: only on request and at the end)."""
 
