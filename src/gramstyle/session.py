@@ -218,7 +218,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
     current: dict[str, Any] = {}
 
     def provide() -> dict[str, Any] | None:
-        if not current:
+        if not current or not current["loop"].consistent:  # none yet, or interrupted inside the optimizer
             return None
         return {"settings_digest": checkpoints.digest_settings(settings), "inputs_digest": inputs_digest,
                 "settings": checkpoints.settings_identity(settings), "stage": current["stage"],
