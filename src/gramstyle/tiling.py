@@ -359,10 +359,14 @@ def activation_bytes(net: VGGFeatures, layers: Sequence[str], precision: torch.d
         side = 128
         x = torch.rand(1, 3, side, side, device=param.device, dtype=param.dtype, requires_grad=True)
         storages: dict[int, int] = {}
+        weights = {p.untyped_storage().data_ptr() for p in net.parameters()}
+        weights |= {p.untyped_storage().data_ptr() for layers_copy in net._reduced_layers.values()
+                    for p in layers_copy.parameters()}
 
         def pack(t: Tensor) -> Tensor:
             storage = t.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+            if storage.data_ptr() not in weights:  # the weights are counted once, as the network's
+                storages[storage.data_ptr()] = storage.nbytes()
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -450,6 +454,10 @@ def choose_tile(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str],
     hint = f"{{size}} {max(smaller)} would fit" if scale > 0.05 else "no size would fit"
     if setting == "off":
         hint += "; {tile} auto tiles when the untiled run does not fit"
+    vector = shape[0] * shape[1] * 3 * 4
+    pairs = int((USABLE * available - (need.total - need.history)) / (2 * vector)) - 4  # 8 vectors besides
+    if optimizer == "lbfgs" and 1 <= pairs < history_size:
+        hint += f", or {{history_size}} {pairs} at this size"
     raise SettingsError(f"a step at {shape[1]}x{shape[0]} px {how} needs about {need.describe()}, more than the "
-                        f"{USABLE * available / _GIB:.1f} GiB of the {available / _GIB:.1f} GiB available; {hint} "
-                        "(or a smaller {history_size})", field="size")
+                        f"{USABLE * available / _GIB:.1f} GiB of the {available / _GIB:.1f} GiB available; {hint}",
+                        field="size")
