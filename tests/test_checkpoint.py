@@ -14,8 +14,10 @@ from gramstyle import session as session_module
 from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 from gramstyle.checkpoint import Checkpointer, CheckpointError, load
 from gramstyle.errors import SettingsError
-from gramstyle.optimize import LBFGS, Adam, restore_stepper, stepper_state
+from gramstyle.optimize import LBFGS
 from gramstyle.session import Session
+
+pytestmark = pytest.mark.slow  # every test here optimizes the real images (64 px, a few steps)
 
 BASE = Settings(size=64, steps=6, precision="fp32", tile="off")
 
@@ -80,32 +82,6 @@ def test_checkpoint_from_other_settings_or_inputs_is_refused(session: Session, t
         _run(session, resume=tmp_path / "junk.ckpt")
 
 
-def _exercised(stepper: object) -> object:
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand(12, generator=g)
-    for _ in range(4):
-        proposal = stepper.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))  # type: ignore[attr-defined]
-        x = proposal if proposal is not None else x
-    return stepper
-
-
-@pytest.mark.parametrize("make", [lambda: LBFGS(history_size=3), lambda: Adam(torch.zeros(12), 0.1)])
-def test_every_optimizer_attribute_is_captured_and_restored(make: object) -> None:
-    # reads vars(): an attribute another version adds is captured, or refused by name if a checkpoint cannot hold it
-    stepper = _exercised(make())  # type: ignore[operator]
-    state = stepper_state(stepper)
-    assert set(state) == set(vars(stepper))
-    fresh = make()  # type: ignore[operator]
-    restore_stepper(fresh, state)
-    x = torch.full((12,), 0.5)
-    a = stepper.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))  # type: ignore[attr-defined]
-    b = fresh.propose(x, float((x - 0.3).pow(2).sum()), 2 * (x - 0.3))
-    assert torch.equal(a, b)
-    stepper.new_thing = object()  # type: ignore[attr-defined]
-    with pytest.raises(TypeError, match="new_thing"):
-        stepper_state(stepper)
-
-
 def test_tiled_run_follows_the_untiled_one(session: Session) -> None:
     settings = BASE.replace(steps=2)
     untiled = _run(session, settings)
@@ -139,3 +115,15 @@ def test_cli_checkpoint_then_more_steps_gives_the_uninterrupted_bytes(tmp_path: 
     assert (tmp_path / "part.png").read_bytes() == (tmp_path / "whole.png").read_bytes()
     assert main([*common, "--steps", "2", "--beta", "10", "--resume", str(tmp_path / "part.png.ckpt"),
                  "-o", str(tmp_path / "other.png")]) == 2  # other settings: refused
+
+
+def test_coarse_to_fine_resumes_in_its_second_stage(session: Session, tmp_path: Path) -> None:
+    settings = BASE.replace(size=80, scales="64,80", scale_steps="2,2")
+    whole = _png(_run(session, settings))
+    ckpt = Checkpointer(tmp_path / "c2f.ckpt", every=1)
+    _run(session, settings, checkpoint=ckpt, callback=lambda p: p.kind == "step" and p.step == 4)
+    data = load(tmp_path / "c2f.ckpt")
+    assert (data["stage"], data["done"], data["loop"]["step"]) == (1, 2, 1)
+    resumed = _run(session, settings, resume=tmp_path / "c2f.ckpt")
+    assert resumed.steps == 4 and [h["scale"] for h in resumed.history] == [64, 64, 80, 80]
+    assert _png(resumed) == whole
