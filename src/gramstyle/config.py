@@ -86,6 +86,12 @@ def _blend_check(value: tuple[float, ...]) -> str | None:
     return None
 
 
+def _tile_check(value: str) -> str | None:
+    if value in ("auto", "off") or (value.isdigit() and int(value) >= 16 and int(value) % 16 == 0):
+        return None
+    return "must be auto, off or the tiles' side in pixels, a multiple of 16 such as 512"
+
+
 def _output_size_check(value: tuple[int, int]) -> str | None:
     return None if min(value) >= MIN_SIDE else f"each side must be at least {MIN_SIDE} px"
 
@@ -294,6 +300,16 @@ class Settings:
         # natively (CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (CUDA: not yet measured); emulated bf16
         # is many times slower than fp32 (docs/benchmarks.md).
         metadata=_opt("arithmetic of the network's convolutions: auto, fp32 or bf16 (losses and image stay fp32)"),
+    )
+    tile: str = field(
+        default="auto",
+        # Exact, not an approximation: the style loss reads all positions only through Gram sums, so a first pass
+        # sums them tile by tile and a second back-propagates each tile's part of eq. 6 (gramstyle.tiling). The
+        # loss and gradient equal the untiled ones up to the order of summation; tiles cost extra computation
+        # where they overlap, so auto tiles only when the untiled run would not fit the memory available.
+        metadata=_opt("evaluate the network tile by tile (exact; for large images): auto (only when the untiled "
+                      "run would not fit the memory available), off, or the tiles' side in px (a multiple of 16)",
+                      check=_tile_check),
     )
 
     @classmethod

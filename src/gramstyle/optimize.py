@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -177,7 +178,79 @@ class Adam:
         return self.x.detach().reshape(-1).clone()
 
 
+# --- the loop's state between steps (checkpoints) -------------------------------------------------------------
+
+def _capture(value: Any, where: str) -> Any:
+    """A deep copy of one piece of a stepper's state, of the kinds torch.save stores exactly."""
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_capture(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict):
+        return {k: _capture(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, torch.optim.Optimizer):
+        return _capture(value.state_dict(), f"{where}.state_dict()")
+    raise TypeError(f"cannot capture the optimizer's {where} ({type(value).__name__}) in a checkpoint")
+
+
+def stepper_state(stepper: object) -> dict[str, Any]:
+    """Every attribute of an optimizer (`LBFGS`: pairs, x, f, g, d, t, rejections and its constants; `Adam`:
+    its point and torch's state dict), copied: read from ``vars`` so that an attribute added later is captured
+    too (or refused by name, if of a kind a checkpoint cannot hold)."""
+    return {name: _capture(value, name) for name, value in vars(stepper).items()}
+
+
+def restore_stepper(stepper: object, state: dict[str, Any]) -> None:
+    """Put `stepper_state`'s copy back (into a fresh stepper of the same kind and version)."""
+    names = set(vars(stepper))
+    if names != set(state):
+        raise OptimizationError("the checkpoint's optimizer state does not match this version's optimizer "
+                                f"(differs in: {', '.join(sorted(names ^ set(state)))})")
+    for name, value in state.items():
+        current = getattr(stepper, name)
+        if isinstance(current, torch.optim.Optimizer):
+            current.load_state_dict(value)
+        elif isinstance(current, Tensor) and current.requires_grad:  # an optimizer's parameter: keep its identity
+            with torch.no_grad():
+                current.copy_(value)
+        else:
+            setattr(stepper, name, value)
+
+
+@dataclass
+class LoopState:
+    """The descent between two steps: the next point to evaluate, the steps taken, the best point so far, the
+    history, the seconds spent, and the stepper. ``consistent`` is False while the stepper is mid-update."""
+
+    x: Tensor
+    step: int
+    best_loss: float
+    best_image: Tensor
+    history: list[dict[str, float]]
+    elapsed: float
+    stepper: object
+    consistent: bool = True
+
+    def capture(self) -> dict[str, Any]:
+        """A copy that torch.save can write and `optimize(resume=...)` continues from exactly."""
+        if not self.consistent:
+            raise OptimizationError("the optimizer was interrupted mid-update; no consistent state to save")
+        return {"x": self.x.detach().clone(), "step": self.step, "best_loss": self.best_loss,
+                "best_image": self.best_image.detach().clone(),
+                # the loop appends a step's losses before the step ends: the boundary's history is its first `step`
+                "history": [dict(h) for h in self.history[: self.step]],
+                "elapsed": self.elapsed, "stepper": stepper_state(self.stepper),
+                "stepper_kind": type(self.stepper).__name__}
+
+
 def _evaluate(loss_fn: LossFunction, x: Tensor) -> tuple[Evaluation, Tensor]:
+    # An objective that computes its own gradient (the tiled one, `tiling.TiledObjective`) says so by a method.
+    value_and_grad = getattr(loss_fn, "value_and_grad", None)
+    if value_and_grad is not None:
+        evaluation, grad = value_and_grad(x.detach())
+        return evaluation, grad
     image = x.detach().requires_grad_(True)
     evaluation = loss_fn(image)
     (grad,) = torch.autograd.grad(evaluation.total, image)
@@ -191,7 +264,8 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
              steps: int = _DEFAULTS.steps, lr: float | None = None, history_size: int = _DEFAULTS.history_size,
              time_limit: float | None = None, callback: Callback | None = None,
              cancel: CancelToken | None = None,
-             bounds: tuple[float, float] | None = (0.0, 1.0),
+             bounds: tuple[float, float] | None = (0.0, 1.0), resume: dict[str, Any] | None = None,
+             boundary: Callable[[LoopState], None] | None = None,
              trace: list[dict[str, float]] | None = None) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
@@ -200,6 +274,9 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
     between steps. Defaults are `Settings`' (``lr`` None: the optimizer's own default step size). With ``trace``
     (L-BFGS only) each trial appends a record: accepted (1/0), the step t, the pairs held, actual over first-order
     predicted decrease, s'y, and the fraction of pixels at a bound.
+
+    ``boundary`` is called between steps with the live `LoopState` (its ``capture()`` is a checkpoint's copy);
+    ``resume`` (a capture) continues a descent exactly where it was captured, ``steps`` counting from its start.
     """
     if lr is None:
         lr = _DEFAULTS.replace(optimizer=method).step_size
@@ -217,6 +294,14 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
     best_loss, best_image = math.inf, x
     history: list[dict[str, float]] = []
     reason, step = "steps", 0
+    if resume is not None:
+        if resume["stepper_kind"] != type(stepper).__name__:
+            raise OptimizationError(f"the checkpoint continues {resume['stepper_kind']}, not {type(stepper).__name__}")
+        restore_stepper(stepper, resume["stepper"])
+        x, step, best_loss, best_image = resume["x"], resume["step"], resume["best_loss"], resume["best_image"]
+        history = [dict(h) for h in resume["history"]]
+        start -= resume["elapsed"]
+    loop = LoopState(x, step, best_loss, best_image, history, time.perf_counter() - start, stepper)
     while step < steps:
         if cancel is not None and cancel.cancelled:
             reason = "cancelled"
@@ -236,11 +321,17 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
         if callback is not None and callback(Progress(step, steps, elapsed, losses, x)):
             reason = "cancelled"
             break
+        loop.consistent = False
         proposal = stepper.propose(x.reshape(-1), losses["total"], grad.reshape(-1))
         if proposal is None:
             reason = "converged"
+            loop.consistent = True
             break
         x = proposal.reshape(shape)
+        loop.x, loop.step, loop.best_loss, loop.best_image = x, step, best_loss, best_image
+        loop.elapsed, loop.consistent = time.perf_counter() - start, True
+        if boundary is not None:
+            boundary(loop)
     if not history and reason == "cancelled":
         raise Cancelled("cancelled before the first step")
     if not math.isfinite(best_loss):

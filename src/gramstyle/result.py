@@ -39,6 +39,9 @@ class Result:
     weights: dict[str, Any]
     precision: str = "fp32"  # the network's arithmetic as resolved from settings.precision
     inputs: dict[str, Any] = field(default_factory=dict)
+    tiles: list[int | None] = field(default_factory=list)  # each stage's tile side (None: untiled)
+    # whether the same command reproduces these bytes: CPU with torch's deterministic algorithms on
+    deterministic: bool | None = None
 
     def save(self, path: str, log: str | None = None, extra: dict[str, Any] | None = None,
              written: list[Path] | None = None) -> None:
@@ -71,6 +74,8 @@ def record(result: Result, output: str, extra: dict[str, Any] | None = None) -> 
         "steps": result.steps,
         "stop_reason": result.stop_reason,
         "elapsed_seconds": round(result.elapsed, 3),
+        "tiles": result.tiles,
+        "deterministic": result.deterministic,
         "final_losses": result.losses,
         "final_losses_note": "the objective evaluated in float32 on the saved 8-bit image",
         "best_step_loss": min((h["total"] for h in result.history), default=None),

@@ -8,23 +8,28 @@ serialises them), so it can be shared between threads.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
+from . import checkpoint as checkpoints
 from . import color, stages
 from . import images as imageio
+from .checkpoint import Checkpointer
 from .config import Settings
 from .devices import out_of_memory_as_error, resolve_device, resolve_precision
 from .errors import SettingsError
 from .events import Callback, CancelToken, Progress, Stage
 from .layers import canonical_layer
-from .objective import Guidance, Objective, Term
-from .optimize import optimize
+from .objective import Guidance, Objective, Term, canonical_weights
+from .optimize import LoopState, optimize
 from .result import Result
 from .start import initial_image
+from .tiling import TiledObjective, available_memory, choose_tile
 from .vgg import VGGFeatures, load_weights
 
 ImageLike = imageio.ImageLike
@@ -63,15 +68,20 @@ class Session:
     def run(self, task: str, settings: Settings, *, content: ImageLike | None = None,
             styles: ImageLike | Sequence[ImageLike] | None = None, callback: Callback | None = None,
             cancel: CancelToken | None = None, init: torch.Tensor | None = None,
-            extra_terms: ExtraTerms | None = None) -> Result:
+            extra_terms: ExtraTerms | None = None, checkpoint: Checkpointer | None = None,
+            resume: str | os.PathLike[str] | dict[str, Any] | None = None) -> Result:
         """The algorithm: load images, take the network, bind targets, descend, quantise; in coarse-to-fine, once
         per scale, each starting from the last one's result upsampled.
 
         ``init`` (a (1, 3, h, w) tensor in [0, 1]) replaces the settings' start image; ``extra_terms`` is a
         function (stage, network, device) -> [(term, weight), ...] whose terms join each stage's objective.
+        ``checkpoint`` writes the run's state (every N steps, on request, and at the end); ``resume`` (a
+        checkpoint's path or its loaded dict) continues a run of the same settings and inputs exactly, for as many
+        steps as these settings say (more than the checkpoint's: a finished run goes on).
         """
         with self._lock:
-            return _run(self, task, settings, content, styles, callback, cancel, init, extra_terms)
+            return _run(self, task, settings, content, styles, callback, cancel, init, extra_terms, checkpoint,
+                        resume)
 
 
 _DEFAULT: Session | None = None
@@ -99,9 +109,22 @@ def _active_layers(settings: Settings, last: stages.Stage) -> tuple[tuple[tuple[
 
 def _objective(net: VGGFeatures, stage: stages.Stage, settings: Settings, content_layers: Sequence[tuple[str, float]],
                style_layers: Sequence[tuple[str, float]], device: torch.device, precision: torch.dtype,
-               extra_terms: ExtraTerms | None) -> Objective:
+               extra_terms: ExtraTerms | None, tile: int | None = None) -> Objective | TiledObjective:
     guidance = (Guidance(stage.guidance.output.to(device), [g.to(device) for g in stage.guidance.styles])
                 if stage.guidance is not None else None)
+    if tile is not None:
+        if guidance is not None:
+            raise SettingsError("spatial control ({content_mask}) is not tiled yet, and this size needs tiles; give a "
+                                "smaller {size}", field="tile")
+        tiled = TiledObjective.build(
+            net, tile, content_image=None if stage.content is None else stage.content.to(device),
+            content_weights=canonical_weights(content_layers), style_images=[s.to(device) for s in stage.styles],
+            style_weights=canonical_weights(style_layers), style_blend=settings.style_blend, alpha=settings.alpha,
+            beta=settings.beta, tv_weight=settings.tv_weight, precision=precision)
+        if extra_terms is not None:
+            for term, weight in extra_terms(stage, net, device):
+                tiled = tiled.with_term(term, weight)
+        return tiled
     objective = Objective.for_settings(
         net, settings.replace(content_layers=content_layers, style_layers=style_layers),
         content_image=None if stage.content is None else stage.content.to(device),
@@ -154,7 +177,8 @@ class _Clock:
 
 def _run(session: Session, task: str, settings: Settings, content: ImageLike | None,
          styles: ImageLike | Sequence[ImageLike] | None, callback: Callback | None, cancel: CancelToken | None,
-         init: torch.Tensor | None, extra_terms: ExtraTerms | None) -> Result:
+         init: torch.Tensor | None, extra_terms: ExtraTerms | None, checkpoint: Checkpointer | None = None,
+         resume: str | os.PathLike[str] | dict[str, Any] | None = None) -> Result:
     settings = settings.validated()
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device)
@@ -178,10 +202,39 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
     history: list[dict[str, float]] = []
     clock = _Clock(plan, settings.time_limit, callback)
     reason = "steps"
+    inputs_digest = checkpoints.digest_inputs([last.content, *last.styles, init,
+                                               None if last.guidance is None else last.guidance.output])
+    start_stage, resumed = 0, None
+    if resume is not None:
+        data = resume if isinstance(resume, dict) else checkpoints.load(resume)
+        checkpoints.verify(data, settings, inputs_digest, "the checkpoint" if isinstance(resume, dict) else
+                           str(resume))
+        start_stage, resumed = int(data["stage"]), data["loop"]
+        history = [dict(h) for h in data["run_history"]]
+        clock.done, clock.elapsed = int(data["done"]), float(data["elapsed"])
+        torch.set_rng_state(data["rng"])
+        x = resumed["x"]
+    # the state a checkpoint saves: the stage of the last step boundary, the run before that stage, its loop
+    current: dict[str, Any] = {}
+
+    def provide() -> dict[str, Any] | None:
+        if not current or not current["loop"].consistent:  # none yet, or interrupted inside the optimizer
+            return None
+        return {"settings_digest": checkpoints.digest_settings(settings), "inputs_digest": inputs_digest,
+                "settings": checkpoints.settings_identity(settings), "stage": current["stage"],
+                "loop": current["loop"].capture(), "run_history": current["history"], "done": current["done"],
+                "elapsed": current["elapsed"], "rng": torch.get_rng_state(), "steps": [s.steps for s in plan]}
+
+    if checkpoint is not None:
+        checkpoint.bind(provide)
     with out_of_memory_as_error(settings.size):
         net = session.network(settings, device)
-        objective: Objective | None = None
+        objective: Objective | TiledObjective | None = None
+        tile: int | None = None
+        tiles: list[int | None] = []
         for index, stage in enumerate(plan):
+            if index < start_stage:
+                continue
             if x.shape[2:] != stage.shape:  # coarse-to-fine: the last scale's result, upsampled, is the start
                 x = torch.nn.functional.interpolate(x, size=stage.shape, mode="bicubic", align_corners=False)
             time_left = None if settings.time_limit is None else settings.time_limit - clock.elapsed
@@ -191,14 +244,30 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             if cancel is not None and cancel.cancelled and history:
                 reason = "cancelled"
                 break
+            # the memory preflight, before the targets: tiles only where the untiled step would not fit
+            tile = choose_tile(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers], precision,
+                               settings.tile, settings.history_size, settings.optimizer, available_memory(device))
+            tiles.append(tile)
             objective = _objective(net, stage, settings, content_layers, style_layers, device, precision,
-                                   extra_terms)
+                                   extra_terms, tile)
             if clock.event("stage_start", index, x):
                 reason = "cancelled"
                 break
+            before = {"stage": index, "history": [dict(h) for h in history], "done": clock.done,
+                      "elapsed": clock.elapsed}
+
+            def boundary(loop: LoopState, before: dict[str, Any] = before) -> None:
+                current.update(before, loop=loop)
+                if checkpoint is not None:
+                    checkpoint.boundary(clock.done + loop.step)
+
+            resume_loop = None
+            if resumed is not None and index == start_stage:
+                resume_loop = {**resumed, "x": resumed["x"].to(device), "best_image": resumed["best_image"].to(device)}
             result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage.steps,
                               lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
-                              callback=clock.step_callback(index), cancel=cancel)
+                              callback=clock.step_callback(index), cancel=cancel, resume=resume_loop,
+                              boundary=boundary)
             history += [{**h, "step": h["step"] + clock.done, "elapsed": h["elapsed"] + clock.elapsed,
                          "scale": float(stage.size)} for h in result.history]
             x, reason = result.image.clamp(0, 1), result.stop_reason
@@ -212,7 +281,9 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             # stopped before the last scale: the picture still has the asked size, scored on the last objective
             x = torch.nn.functional.interpolate(x, size=last.shape, mode="bicubic", align_corners=False)
             objective = _objective(net, last, settings, content_layers, style_layers, device, precision,
-                                   extra_terms)
+                                   extra_terms, tile)
+        if checkpoint is not None:  # the end is a checkpoint too: a finished run can go on (more steps)
+            checkpoint.write()
         output = imageio.to_pil(x)
         with torch.no_grad():  # score what the user gets: the clipped, 8-bit image
             final = objective(imageio.to_tensor(output).to(device), exact=True).floats()
@@ -224,5 +295,6 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                   steps=len(history), stop_reason=reason, elapsed=clock.elapsed, device=str(device),
                   precision="bf16" if precision == torch.bfloat16 else "fp32",
                   weights={"source": net.source, "sha256": net.sha256, "preprocessing": net.preprocessing.name},
-                  inputs=stages.describe_inputs(content=content, style=style_list or None))
+                  inputs=stages.describe_inputs(content=content, style=style_list or None), tiles=tiles,
+                  deterministic=device.type == "cpu" and torch.are_deterministic_algorithms_enabled())
 

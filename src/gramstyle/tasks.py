@@ -10,15 +10,21 @@ cancel token, and runs in a `Session` (default: the process's shared one, which 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
+from .checkpoint import Checkpointer
 from .config import Settings, equal_weights
 from .errors import SettingsError, literal
 from .events import Callback, CancelToken
 from .layers import canonical_layer
 from .result import Result
 from .session import ImageLike, Session, default_session
+
+#: A checkpoint to continue from: its path or its loaded dict (`Session.run`'s ``resume``; ``checkpoint`` there
+#: is a `gramstyle.checkpoint.Checkpointer` that writes them).
+Resume = str | os.PathLike[str] | dict[str, Any]
 
 
 def task_settings(task: str, settings: Settings | None, overrides: dict[str, Any]) -> Settings:
@@ -31,6 +37,7 @@ def task_settings(task: str, settings: Settings | None, overrides: dict[str, Any
 
 def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *, settings: Settings | None = None,
              callback: Callback | None = None, cancel: CancelToken | None = None, session: Session | None = None,
+             checkpoint: Checkpointer | None = None, resume: Resume | None = None,
              **overrides: Any) -> Result:
     """Paint ``content`` in the style of ``style`` (one image or several, blended): the paper's Fig. 2.
 
@@ -40,21 +47,25 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *, sett
         raise SettingsError("give at least one style image")
     chosen = task_settings("transfer", settings, overrides)
     return (session or default_session()).run("transfer", chosen, content=content, styles=style, callback=callback,
-                                              cancel=cancel)
+                                              cancel=cancel,
+                                              checkpoint=checkpoint, resume=resume)
 
 
 def reconstruct_content(image: ImageLike, *, layer: str = "conv4_1", settings: Settings | None = None,
                         callback: Callback | None = None, cancel: CancelToken | None = None,
-                        session: Session | None = None, **overrides: Any) -> Result:
+                        session: Session | None = None, checkpoint: Checkpointer | None = None,
+                        resume: Resume | None = None, **overrides: Any) -> Result:
     """Reconstruct ``image`` from white noise through its response at one layer alone: the paper's Fig. 1, top."""
     chosen = task_settings("content", settings, {"content_layers": ((_layer(layer), 1.0),), **overrides})
-    return (session or default_session()).run("content", chosen, content=image, callback=callback, cancel=cancel)
+    return (session or default_session()).run("content", chosen, content=image, callback=callback, cancel=cancel,
+                                              checkpoint=checkpoint, resume=resume)
 
 
 def synthesize_texture(style: ImageLike | Sequence[ImageLike], *,
                        layers: Sequence[str] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
                        settings: Settings | None = None, callback: Callback | None = None,
                        cancel: CancelToken | None = None, session: Session | None = None,
+                       checkpoint: Checkpointer | None = None, resume: Resume | None = None,
                        **overrides: Any) -> Result:
     """Synthesize a texture from white noise matching the Gram matrices of ``layers`` with w_l = 1/|layers|:
     the paper's style reconstructions (Fig. 1, bottom)."""
@@ -66,7 +77,8 @@ def synthesize_texture(style: ImageLike | Sequence[ImageLike], *,
     if not names:
         raise SettingsError("give at least one style layer", field="style_layers")
     chosen = task_settings("texture", settings, {"style_layers": equal_weights(names), **overrides})
-    return (session or default_session()).run("texture", chosen, styles=style, callback=callback, cancel=cancel)
+    return (session or default_session()).run("texture", chosen, styles=style, callback=callback, cancel=cancel,
+                                              checkpoint=checkpoint, resume=resume)
 
 
 def _layer(name: Any) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import checkpoint as checkpoints
 from .. import config, outputs
 from .. import images as imageio
 from ..assets import DEMO_CONTENT, DEMO_STYLE
@@ -97,7 +98,7 @@ def _field_type(name: str) -> Callable[[str], Any]:
 
 # Which Settings fields each subcommand exposes (the others keep their task defaults).
 _NETWORK = ("weights", "preprocessing", "pooling")
-_RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "precision",
+_RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "precision", "tile",
         "max_pixels")
 _FIELDS = {
     "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "preserve_color", "color_match",
@@ -144,6 +145,13 @@ def _add_outputs(parser: argparse.ArgumentParser, default_output: str | None = N
     group.add_argument("--save-every", metavar="N", type=_number(int, "an integer"),
                        help="also save the image every N steps, as OUTPUT_stepNNNNN.EXT")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    group.add_argument("--checkpoint-every", metavar="N", type=_number(int, "an integer"),
+                       help="write the run's state to OUTPUT.ckpt every N steps (and at the end, and on Ctrl-C)")
+    group.add_argument("--checkpoint", metavar="PATH", help="the checkpoint's file [default: OUTPUT.ckpt]")
+    group.add_argument("--resume", metavar="CKPT", help="continue the run of this checkpoint exactly (same "
+                       "settings and inputs; --steps may be larger)")
+    group.add_argument("--more-steps", metavar="N", type=_number(int, "an integer"),
+                       help="go on N more steps from the checkpoint (--resume, or OUTPUT.ckpt) of a finished run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,17 +281,29 @@ def _run(args: argparse.Namespace, argv: Sequence[str], written: list[Path]) -> 
     # errors, special files, two outputs that are one file).
     plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps)
 
+    ckpt = None
+    resume: Any = args.resume
+    if args.checkpoint_every is not None or args.checkpoint or args.resume or args.more_steps is not None:
+        ckpt = checkpoints.Checkpointer(args.checkpoint or args.output + ".ckpt", args.checkpoint_every)
+    if args.more_steps is not None:
+        resume = checkpoints.load(args.resume or ckpt.path)  # type: ignore[union-attr]
+        settings = checkpoints.extended(settings, resume, args.more_steps)
     reporter = _Reporter(settings.steps, plan, args.save_every, args.quiet)
+    run: dict[str, Any] = {"settings": settings, "callback": reporter, "checkpoint": ckpt, "resume": resume}
     result: Result
     try:
         if command == "transfer":
-            result = transfer(args.content, args.style, settings=settings, callback=reporter)
+            result = transfer(args.content, args.style, **run)
         elif command == "demo":
-            result = transfer(DEMO_CONTENT, DEMO_STYLE, settings=settings, callback=reporter)
+            result = transfer(DEMO_CONTENT, DEMO_STYLE, **run)
         elif command == "content":
-            result = reconstruct_content(args.image, layer=args.layer, settings=settings, callback=reporter)
+            result = reconstruct_content(args.image, layer=args.layer, **run)
         else:
-            result = synthesize_texture(args.style, layers=args.layers, settings=settings, callback=reporter)
+            result = synthesize_texture(args.style, layers=args.layers, **run)
+    except KeyboardInterrupt:
+        if ckpt is not None and ckpt.write():  # the state at the last step boundary
+            print(f"gramstyle: state saved to {ckpt.path}; continue with --resume {ckpt.path}", file=sys.stderr)
+        raise
     finally:
         reporter.close()
     entry.check()  # the last moment an interrupt may stop the run with nothing replaced

@@ -1,0 +1,67 @@
+"""Peak memory and time of a few steps, untiled against tiled, each run in a fresh process.
+
+    python benchmarks/poster_memory.py --size 1024 --tile off --steps 2
+    python benchmarks/poster_memory.py --size 1024 --tile 512 --steps 2
+
+Prints one JSON line: size, tile, steps, the preflight's estimate, the child's peak RSS (getrusage), the
+seconds of the optimization and of each step. Runs the demo images (Tubingen, The Starry Night) at fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CHILD = r"""
+import json, sys, time, torch
+import gramstyle
+from gramstyle import tiling
+from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
+size, tile, steps, scales = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+settings = gramstyle.Settings(size=size, steps=steps, tile=tile, precision="fp32", history_size=int(sys.argv[5]))
+if scales != "none":
+    settings = settings.replace(scales=scales, scale_steps=sys.argv[6])
+stage_times = []
+def report(p):
+    if p.kind in ("stage_start", "stage_end"):
+        stage_times.append((p.kind, p.stage.size, time.perf_counter()))
+start = time.perf_counter()
+result = gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, settings=settings, callback=report)
+print(json.dumps({"tiles": result.tiles, "steps": result.steps, "optimize_s": round(result.elapsed, 1),
+                  "wall_s": round(time.perf_counter() - start, 1),
+                  "step_s": [round(b["elapsed"] - a["elapsed"], 1) for a, b in zip([{"elapsed": 0.0}] + result.history,
+                                                                              result.history)],
+                  "stages": [(k, s, round(t - start, 1)) for k, s, t in stage_times],
+                  "shape": list(result.image.size)}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--tile", default="off")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--history-size", type=int, default=50)
+    parser.add_argument("--scales", default="none")
+    parser.add_argument("--scale-steps", default="")
+    args = parser.parse_args()
+    begin = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", CHILD, str(args.size), args.tile, str(args.steps), args.scales,
+                          str(args.history_size), args.scale_steps], capture_output=True, text=True, check=False)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    record = {"size": args.size, "tile": args.tile, "history_size": args.history_size,
+              "peak_rss_gib": round(peak / 2**30, 2), "returncode": out.returncode,
+              "process_s": round(time.perf_counter() - begin, 1)}
+    if out.returncode == 0:
+        record.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    else:
+        record["stderr"] = out.stderr.strip().splitlines()[-3:]
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
