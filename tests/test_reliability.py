@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -408,7 +409,8 @@ def _interrupted_run(tmp_path: Path, signum: int, delay: float | str) -> tuple[s
     elif delay == "running":  # during the optimization: after the progress bar's first step
         assert proc.stderr is not None
         seen = ""
-        while "1/300" not in seen and proc.poll() is None:
+        # tqdm throttles its output, so the first step it shows may be any: wait for one that is not 0
+        while not re.search(r"(?<![0-9])[1-9][0-9]*/300", seen) and proc.poll() is None:
             seen += proc.stderr.read(1)
     assert proc.poll() is None, "the run ended before the signal"
     proc.send_signal(signum)

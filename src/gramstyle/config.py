@@ -43,7 +43,7 @@ def equal_weights(layers: Sequence[str]) -> LayerWeights:
 #: The paper's style layers (Fig. 2, eq. 5): conv1_1 ... conv5_1 with w_l = 1/5 each.
 PAPER_STYLE_LAYERS: LayerWeights = equal_weights([f"conv{b}_{1}" for b in range(1, 6)])
 #: The quick start's size and steps (`Settings.for_task("demo")`).
-DEMO_SIZE, DEMO_STEPS = 384, 150
+DEMO_SIZE, DEMO_STEPS = 384, 120
 #: The paper's content layer for transfer (Fig. 2): conv4_2.
 PAPER_CONTENT_LAYERS: LayerWeights = (("conv4_2", 1.0),)
 
