@@ -43,7 +43,7 @@ def equal_weights(layers: Sequence[str]) -> LayerWeights:
 #: The paper's style layers (Fig. 2, eq. 5): conv1_1 ... conv5_1 with w_l = 1/5 each.
 PAPER_STYLE_LAYERS: LayerWeights = equal_weights([f"conv{b}_{1}" for b in range(1, 6)])
 #: The quick start's size and steps (`Settings.for_task("demo")`).
-DEMO_SIZE, DEMO_STEPS = 384, 120
+DEMO_SIZE, DEMO_STEPS = 384, 100
 #: The paper's content layer for transfer (Fig. 2): conv4_2.
 PAPER_CONTENT_LAYERS: LayerWeights = (("conv4_2", 1.0),)
 
@@ -318,7 +318,7 @@ class Settings:
         if task == "transfer":  # Fig. 2
             return cls()
         if task == "demo":  # the quick start: transfer on the bundled images, sized to finish in minutes
-            # Chosen by measurement (docs/benchmarks.md): about 2.5 minutes on a 2-core AVX2 CPU in fp32, under
+            # Chosen by measurement (docs/benchmarks.md): under 3 minutes on a 2-core AVX2 CPU in fp32, under
             # a minute where bf16 is native; transfer's own defaults (512 px, 500 steps) give the best picture.
             return cls(size=DEMO_SIZE, steps=DEMO_STEPS)
         if task == "content":  # Fig. 1, top row: from white noise, content loss alone at one layer
