@@ -100,6 +100,8 @@ def worker(content: str, style: str, output: str, target: float, extra: str) -> 
     settings = settings.replace(size=max(imageio.load_image(content).shape[2:]), steps=10_000)
 
     def report(progress: gramstyle.Progress) -> bool:
+        if progress.kind != "step":  # stage events carry no step's losses
+            return False
         print(f"STEP {progress.step} {progress.elapsed:.4f} {progress.losses['total']:.6e}")
         return progress.losses["total"] <= target
 
