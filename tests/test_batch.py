@@ -13,12 +13,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from gramstyle.apps import cli
 from gramstyle.apps.batch import MANIFEST, SHEET, LocalExecutor, batch, expand, parse_axis
@@ -26,17 +24,10 @@ from gramstyle.apps.batch.runner import Manifest
 from gramstyle.assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN
 from gramstyle.config import Settings
 from gramstyle.errors import SettingsError
+from test_cli import _one_torch_thread  # noqa: F401  (the autouse fixture: in-process runs on one thread)
 
 FAST = ["--size", "64", "--steps", "2"]
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def manifest(folder: Path) -> list[dict[str, Any]]:
