@@ -104,6 +104,29 @@ def test_auto_tiles_only_when_untiled_would_not_fit(session: Session, monkeypatc
     assert info.value.field == "size"
 
 
+def test_memory_plan_counts_the_pairs_a_stage_can_hold_and_shortens_the_history_to_fit(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = session.network(BASE, torch.device("cpu"))
+    layers = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    shape, vector = (48, 64), 48 * 64 * 3 * 4  # one L-BFGS vector of this stage, bytes
+
+    def plan(pairs_room: float, steps: int) -> tiling.MemoryPlan:
+        base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+        available = (base + 2 * vector * pairs_room) / tiling.USABLE
+        return tiling.plan_memory(net, shape, layers, ["conv4_2"], torch.float32, "auto", 50, "lbfgs",
+                                  int(available), steps=steps)
+
+    assert plan(15.5, steps=12) == tiling.MemoryPlan(None, 50)  # 12 steps hold at most 12 pairs: the whole fits
+    assert plan(15.5, steps=100) == tiling.MemoryPlan(None, 15)  # shortened to the 15 pairs that fit
+    with pytest.raises(SettingsError, match="would fit"):
+        plan(tiling.MIN_HISTORY - 1.5, steps=100)  # below the floor: refused, with the size that fits
+    base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+    monkeypatch.setattr(session_module, "available_memory",
+                        lambda device: int((base + 2 * vector * 15.5) / tiling.USABLE))
+    run = _run(session, BASE.replace(steps=20, tile="auto"))
+    assert run.tiles == [None] and run.history_sizes == [15]
+
+
 def test_cli_checkpoint_then_more_steps_gives_the_uninterrupted_bytes(tmp_path: Path) -> None:
     from gramstyle.apps.cli import main
 
