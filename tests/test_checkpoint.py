@@ -150,3 +150,15 @@ def test_coarse_to_fine_resumes_in_its_second_stage(session: Session, tmp_path: 
     resumed = _run(session, settings, resume=tmp_path / "c2f.ckpt")
     assert resumed.steps == 4 and [h["scale"] for h in resumed.history] == [64, 64, 80, 80]
     assert _png(resumed) == whole
+
+
+def test_cli_checks_the_checkpoint_path_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gramstyle.apps.cli import main
+
+    out = tmp_path / "out.png"
+    common = ["demo", "--size", "64", "--steps", "1", "-q", "-o", str(out)]
+    assert main([*common, "--checkpoint", str(tmp_path / "missing" / "x.ckpt")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main([*common, "--checkpoint", str(out)]) == 2  # the checkpoint would overwrite the picture
+    assert "same file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before anything was written

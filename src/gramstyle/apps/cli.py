@@ -279,12 +279,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str], written: list[Path]) -> 
         raise SettingsError(f"--save-every must be a positive integer, got {args.save_every}")
     # Every path the run will write, checked before the network loads (outputs.plan: names, folders, OS
     # errors, special files, two outputs that are one file).
-    plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps)
+    wants_ckpt = args.checkpoint_every is not None or args.checkpoint or args.resume or args.more_steps is not None
+    ckpt_path = (args.checkpoint or args.output + ".ckpt") if wants_ckpt else None
+    plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps,
+                        checkpoint=ckpt_path)
 
     ckpt = None
     resume: Any = args.resume
-    if args.checkpoint_every is not None or args.checkpoint or args.resume or args.more_steps is not None:
-        ckpt = checkpoints.Checkpointer(args.checkpoint or args.output + ".ckpt", args.checkpoint_every)
+    if ckpt_path is not None:
+        ckpt = checkpoints.Checkpointer(ckpt_path, args.checkpoint_every)
     if args.more_steps is not None:
         resume = checkpoints.load(args.resume or ckpt.path)  # type: ignore[union-attr]
         settings = checkpoints.extended(settings, resume, args.more_steps)
