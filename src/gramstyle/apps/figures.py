@@ -115,6 +115,21 @@ TITLES = {
 }
 
 
+def identified(size: int = 512, steps: int = 500, picasso: str | None = None, ratio_scale: float = 1.0,
+               **overrides: Any) -> list[Panel]:
+    """`panels` with their jobs' ids, validated. Panels of the same inputs and settings (Fig. 2 C is Fig. 3's
+    last row at 1e-3) share the first one's job, so that one run and one file serve both, whichever figures are
+    made."""
+    every = panels(size, steps, picasso, ratio_scale, **overrides)
+    for p in every:
+        p.settings.validated()
+    jobs = with_ids([p.job for p in every], load_inputs([p.job for p in every]))
+    first: dict[str, Job] = {}
+    for job in jobs:
+        first.setdefault(job.id, job)
+    return [replace(p, job=first[job.id]) for p, job in zip(every, jobs, strict=True)]
+
+
 @dataclass
 class Made:
     """What `make_figures` did: the batch's summary, the results (as in results.json) and the grids it wrote."""
@@ -138,13 +153,10 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
         imageio.open_image(picasso)  # a bad path fails now, not after an hour of other panels
     if not (ratio_scale > 0 and ratio_scale != float("inf")):
         raise SettingsError(f"--ratio-scale must be a finite number > 0, got {ratio_scale}")
-    chosen = [p for p in panels(size, steps, picasso, ratio_scale, **overrides) if p.figure in only]
-    for p in chosen:
-        p.settings.validated()
-    jobs = with_ids([p.job for p in chosen], load_inputs([p.job for p in chosen]))
-    chosen = [replace(p, job=job) for p, job in zip(chosen, jobs, strict=True)]
+    chosen = [p for p in identified(size, steps, picasso, ratio_scale, **overrides) if p.figure in only]
     out = Path(folder)  # created only once every setting has passed
-    summary = batch(jobs, out / PANELS, executor=executor, on_job=on_job, on_start=on_start, sheet=False)
+    summary = batch([p.job for p in chosen], out / PANELS, executor=executor, on_job=on_job, on_start=on_start,
+                    sheet=False)
     previous = _read_results(out / RESULTS)
     results = {**previous, "panels": {**previous["panels"], **{p.id: _entry(out, p, summary) for p in chosen}}}
     grids = []
