@@ -61,6 +61,20 @@ def test_panels_are_batch_jobs_of_three_tasks_with_stable_ids() -> None:
     assert not {j.id for j in by_panel.values()} & {p.job.id for p in identified(size=96, steps=2)}
 
 
+def test_figures_take_the_batch_s_execution_flags() -> None:
+    from gramstyle.apps.batch import RayExecutor
+    from gramstyle.apps.batch.cli import executor_from_args
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["figures", "-o", "f", "--ray", "ray://head:10001", "--gpus-per-job", "0.25",
+                              "--cpus-per-job", "2", "--verbose"])
+    executor = executor_from_args(args)
+    assert isinstance(executor, RayExecutor) and executor.address == "ray://head:10001"
+    assert (executor.cpus_per_job, executor.gpus_per_job, args.verbose, args.quiet) == (2, 0.25, True, False)
+    local = executor_from_args(parser.parse_args(["figures", "-o", "f", "--jobs", "3", "-q"]))
+    assert isinstance(local, LocalExecutor) and local.jobs == 3
+
+
 @pytest.mark.slow
 def test_fig1_through_the_batch_makes_the_task_functions_images_and_compose_s_grid(tmp_path: Path) -> None:
     out = tmp_path / "figs"
