@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_description
+
 CHILD = r"""
 import json, sys, time, torch
 import gramstyle
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--scale-steps", default="")
     parser.add_argument("--output", help="save the picture (and its record) here")
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
     begin = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(args.size), args.tile, str(args.steps), args.scales,
                               str(args.history_size), args.scale_steps, *([args.output] if args.output else [])],
