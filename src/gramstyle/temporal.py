@@ -24,7 +24,11 @@ from .errors import GramstyleError, literal
 
 #: Ruder et al.'s thresholds (sec. 3.1 of the paper): a pixel is disoccluded where the forward flow, followed
 #: back, does not return, |w~ + w^|^2 > OCCLUSION_RELATIVE (|w~|^2 + |w^|^2) + OCCLUSION_ABSOLUTE (pixels^2), and
-#: on a motion boundary where |grad u^|^2 + |grad v^|^2 > BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE.
+#: on a motion boundary where |grad u^|^2 + |grad v^|^2 > BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE. The same
+#: four constants are in Ruder's released checker (manuel-ruder/artistic-videos,
+#: consistencyChecker/consistencyChecker.cpp, `checkConsistency`: "0.01*(u2*u2 + v2*v2 + u*u + v*v) + 0.5f" and
+#: "0.01 * (u2*u2+v2*v2) + 0.002f"), whose flow gradient is the central difference CDerivative(3), [-0.5, 0, 0.5].
+#: Not taken from it: its Gaussian smoothing of the map (SMOOTH_STRENGH 0.8), which makes c soft; here c is 0 or 1.
 OCCLUSION_RELATIVE = 0.01
 OCCLUSION_ABSOLUTE = 0.5
 BOUNDARY_RELATIVE = 0.01
@@ -87,12 +91,14 @@ def disocclusions(backward: Tensor, forward: Tensor) -> Tensor:
 
 
 def motion_boundaries(backward: Tensor) -> Tensor:
-    """(H, W) mask, 1 away from motion boundaries of the backward flow: |grad u|^2 + |grad v|^2 (forward
-    differences, 0 at the last row and column) at most BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE."""
+    """(H, W) mask, 1 away from motion boundaries of the backward flow: |grad u|^2 + |grad v|^2 at most
+    BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE, the gradient by central differences as in Ruder's checker (0 in
+    the first and last row and column). On an estimated flow the central difference also passes less of the flow's
+    pixel-to-pixel noise than a forward difference, so fewer false boundaries (docs/video.md)."""
     dx = torch.zeros_like(backward)
     dy = torch.zeros_like(backward)
-    dx[:, :-1] = backward[:, 1:] - backward[:, :-1]
-    dy[:-1] = backward[1:] - backward[:-1]
+    dx[:, 1:-1] = 0.5 * (backward[:, 2:] - backward[:, :-2])
+    dy[1:-1] = 0.5 * (backward[2:] - backward[:-2])
     gradient = dx.square().sum(-1) + dy.square().sum(-1)
     bound = BOUNDARY_RELATIVE * backward.square().sum(-1) + BOUNDARY_ABSOLUTE
     return (gradient <= bound).to(backward.dtype)
