@@ -113,9 +113,9 @@ def foreground(size: int, n: int) -> SyntheticClip:
     return SyntheticClip("fg", frames, flows)
 
 
-#: Names the product's DIS configuration in --cache keys, so that chained rows cached with an older flow are not
-#: read back for a newer one.
-FLOW_TAG = "dis2"
+#: Names the product's chain (its DIS configuration, its warping) in --cache keys, so that chained rows cached
+#: with an older chain are not read back for a newer one.
+FLOW_TAG = "dis2-bicubic"
 
 
 def measurement_mask(backward: Tensor, forward: Tensor) -> Tensor:

@@ -64,17 +64,18 @@ def inside(flow: Tensor) -> Tensor:
     return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).to(flow.dtype)
 
 
-def warp(picture: Tensor, flow: Tensor) -> Tensor:
-    """``picture`` ((1, C, H, W) or (C, H, W), or a flow (H, W, 2)) sampled bilinearly at p + flow(p); outside the
-    frame the nearest border pixel (such pixels get reliability 0 in `reliability`)."""
+def warp(picture: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
+    """``picture`` ((1, C, H, W) or (C, H, W), or a flow (H, W, 2)) sampled at p + flow(p), bilinearly or with
+    ``mode="bicubic"`` (sharper, may overshoot: clamp a picture after); outside the frame the nearest border pixel
+    (such pixels get reliability 0 in `reliability`)."""
     if picture.dim() == 3 and picture.shape[-1] == 2 and picture.shape[:2] == flow.shape[:2]:
-        return warp(picture.permute(2, 0, 1).unsqueeze(0), flow)[0].permute(1, 2, 0)
+        return warp(picture.permute(2, 0, 1).unsqueeze(0), flow, mode)[0].permute(1, 2, 0)
     batch = picture.unsqueeze(0) if picture.dim() == 3 else picture
     if tuple(batch.shape[2:]) != tuple(flow.shape[:2]):
         raise FlowError(f"a flow of {flow.shape[1]}x{flow.shape[0]} cannot warp a picture of "
                         f"{batch.shape[3]}x{batch.shape[2]}")
     grid = _grid(flow.to(batch.dtype))
-    out = torch.nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = torch.nn.functional.grid_sample(batch, grid, mode=mode, padding_mode="border", align_corners=True)
     return out if picture.dim() == 4 else out[0]
 
 

@@ -16,12 +16,15 @@ the flow is estimated (OpenCV) rather than read from a folder of ``.flo`` files.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +40,7 @@ from ..config import Settings
 from ..errors import GramstyleError, SettingsError, literal
 from ..events import Callback
 from ..result import Result
+from ..result import record as run_record
 from ..session import Session
 from ..start import initial_image
 from ..temporal import (
@@ -49,12 +53,17 @@ from ..temporal import (
     warp,
     warping_error,
 )
+from .batch import Executor, Outcome, Work
 
 #: The temporal weight G (of the size-free term, against gramstyle's alpha = 1, beta = 1e3): measured in
 #: docs/video.md; the paper's 1e3 belongs to its own normalisation.
 DEFAULT_TEMPORAL_WEIGHT = 3e13
 #: A frame is a hard cut when fewer than this share of its pixels pass the forward-backward check.
 CUT_FRACTION = 0.5
+#: How the previous output is resampled onto the frame (start and temporal target): bicubic, because bilinear
+#: resampling at sub-pixel offsets blurs, and chained frame after frame the blur builds up and raises the style loss
+#: (docs/video.md). The warping error is measured with bilinear warping, as Lai et al. do.
+PICTURE_WARP = "bicubic"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 
 
@@ -205,13 +214,31 @@ def usual_start(settings: Settings, frame: Image.Image, styles: Sequence[Any]) -
                          settings.color_match)
 
 
+#: Where a frame's finished run goes (instead of ``outputs``): its index in the clip, its Result, its record's
+#: ``video`` entry.
+FrameSink = Callable[[int, Result, dict[str, Any]], None]
+
+
+def read_back(output: str, size: tuple[int, int], index: int) -> tuple[Tensor, FrameRecord]:
+    """A frame written by an earlier run: its image at the working size and its record (resumed)."""
+    record = json.loads(Path(output + ".json").read_text(encoding="utf-8"))
+    image = Image.open(output).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    info = record.get("video", {})
+    return imageio.to_tensor(image), FrameRecord(index, int(info.get("shot", 1)) - 1, int(record.get("steps", 0)),
+                                                 float(record.get("elapsed_seconds", 0.0)),
+                                                 record.get("final_losses", {}), info.get("reliable"), resumed=True)
+
+
 def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequence[Any], settings: Settings,
                  flow: FlowSource, plan: FramePlan, *, outputs: Sequence[str] | None = None,
                  record_extra: dict[str, Any] | None = None, on_frame: Callable[[FrameRecord], None] | None = None,
-                 callback: Callback | None = None) -> ClipResult:
+                 callback: Callback | None = None, first_frame: int = 0, clip_frames: int | None = None,
+                 sink: FrameSink | None = None) -> ClipResult:
     """Stylize ``frames`` (PIL images at the working size) in order; with ``outputs`` (one path per frame) each
     frame is saved with its run record as soon as it is done (the last pass's, with several passes), and a frame
-    whose output and record exist is read back instead (resuming)."""
+    whose output and record exist is read back instead (resuming). ``sink`` takes the finished frames instead of
+    ``outputs``. ``first_frame`` and ``clip_frames`` place ``frames`` in a longer clip (a shot run as its own job):
+    the records count frames and shots from there."""
     first_steps, later_steps = _steps(plan, settings)
     n = len(frames)
     contents = [imageio.to_tensor(f) for f in frames]
@@ -232,16 +259,10 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
         for pos, i in enumerate(order):
             if p == 0 and done(i):
                 assert outputs is not None
-                record = json.loads(Path(outputs[i] + ".json").read_text(encoding="utf-8"))
-                image = Image.open(outputs[i]).convert("RGB").resize(frames[i].size, Image.Resampling.LANCZOS)
-                results[i] = imageio.to_tensor(image)
-                info = record.get("video", {})
-                shot_of[i] = int(info.get("shot", 1)) - 1
+                results[i], records[i] = read_back(outputs[i], frames[i].size, i)
+                shot_of[i] = records[i].shot  # type: ignore[union-attr]
                 if not shots or shots[-1] != shot_of[i]:
                     shots.append(shot_of[i])
-                records[i] = FrameRecord(i, shot_of[i], int(record.get("steps", 0)),
-                                         float(record.get("elapsed_seconds", 0.0)), record.get("final_losses", {}),
-                                         info.get("reliable"), resumed=True)
                 if on_frame is not None:
                     on_frame(records[i])  # type: ignore[arg-type]
                 continue
@@ -259,7 +280,7 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
                 back, fwd = flow(i, k), flow(k, i)
                 previous = results[k]
                 assert previous is not None
-                warped.append(warp(previous, back))
+                warped.append(warp(previous, back, PICTURE_WARP).clamp(0, 1))
                 weights.append(reliability(back, fwd))
                 if fb is None:
                     fb = float(disocclusions(back, fwd).mean())
@@ -306,24 +327,182 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
                 out = torch.nn.functional.interpolate(out, size=contents[i].shape[2:], mode="bilinear")
             results[i] = out
             reliable = float(weights[0].mean()) if weights else None
-            records[i] = FrameRecord(i, shot_of[i], result.steps, seconds, result.losses, reliable)
-            if outputs is not None and p == passes - 1:
-                info = {"frame": i + 1, "frames": n, "shot": shot_of[i] + 1, "pass": p + 1, "passes": passes,
-                        "previous_frames": [k + 1 for k in neighbours], "reliable": reliable,
-                        "temporal_weight": plan.temporal_weight if extra is not None else 0.0}
-                result.save(outputs[i], extra={"video": info, **(record_extra or {})})
+            records[i] = FrameRecord(first_frame + i, first_frame + shot_of[i], result.steps, seconds, result.losses,
+                                     reliable)
+            if (outputs is not None or sink is not None) and p == passes - 1:
+                info = {"frame": first_frame + i + 1, "frames": clip_frames or n, "shot": first_frame + shot_of[i] + 1,
+                        "pass": p + 1, "passes": passes, "previous_frames": [first_frame + k + 1 for k in neighbours],
+                        "reliable": reliable, "temporal_weight": plan.temporal_weight if extra is not None else 0.0}
+                if sink is not None:
+                    sink(i, result, info)
+                else:
+                    assert outputs is not None
+                    result.save(outputs[i], extra={"video": info, **(record_extra or {})})
             if on_frame is not None and p == passes - 1:
                 on_frame(records[i])  # type: ignore[arg-type]
 
     final = [r for r in results if r is not None]
+    return ClipResult(final, [r for r in records if r is not None], sorted(set(shots)),
+                      temporal_errors(final, sorted(set(shots)), flow))
+
+
+def temporal_errors(outputs: Sequence[Tensor], shots: Sequence[int], flow: FlowSource) -> list[float | None]:
+    """Per frame, the warping error against the previous output (None for the first frame of each shot)."""
     errors: list[float | None] = [None]
-    for i in range(1, n):
-        if shot_of[i] != shot_of[i - 1] or i in shots:
+    for i in range(1, len(outputs)):
+        if i in shots:
             errors.append(None)
             continue
         back, fwd = flow(i, i - 1), flow(i - 1, i)
-        errors.append(warping_error(final[i], warp(final[i - 1], back), reliability(back, fwd)))
-    return ClipResult(final, [r for r in records if r is not None], sorted(set(shots)), errors)
+        errors.append(warping_error(outputs[i], warp(outputs[i - 1], back), reliability(back, fwd)))
+    return errors
+
+
+def find_shots(flow: FlowSource, count: int) -> list[int]:
+    """The first frame of each shot: frame 0 and every frame whose forward-backward check against the previous
+    frame passes on fewer than CUT_FRACTION of its pixels (the test `stylize_clip` applies as it goes)."""
+    return [0] + [i for i in range(1, count) if float(disocclusions(flow(i, i - 1), flow(i - 1, i)).mean())
+                  < CUT_FRACTION]
+
+
+# --- shots as batch jobs --------------------------------------------------------------------------------------------
+
+#: The batch executors' task name for one shot (`gramstyle.apps.batch.runner.execute` imports and calls it).
+SHOT_TASK = "gramstyle.apps.video:run_shot"
+
+
+def flow_source(spec: str, frames: Sequence[Image.Image], first_frame: int = 0) -> FlowSource:
+    """``--flow``'s value as a flow source over ``frames``, which start at ``first_frame`` of the clip (a folder
+    of .flo files names the clip's frames)."""
+    if spec in ("dis", "farneback"):
+        return EstimatedFlow(frames, spec)
+    folder = FlowFolder(spec)
+    return folder if first_frame == 0 else (lambda a, b: folder(a + first_frame, b + first_frame))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shot_work(frames: Sequence[Image.Image], first: int, names: Sequence[str], styles: Sequence[str],
+              settings: Settings, plan: FramePlan, flow: str, clip_frames: int,
+              record_extra: dict[str, Any] | None = None) -> Work:
+    """One shot (frames ``first`` .. ``first + len(frames) - 1`` of the clip) as a batch `Work`: its frames at the
+    working size as PNGs in a zip, the style files' bytes, the settings and the video plan."""
+    return Work(id=f"shot-{first + 1}", task=SHOT_TASK,
+                settings={"settings": settings.to_dict(), "plan": asdict(plan), "flow": flow, "first": first,
+                          "clip_frames": clip_frames, "names": list(names), "record_extra": record_extra or {}},
+                content=(f"shot-{first + 1}.zip", _zip({f"{i:06d}.png": _png(f) for i, f in enumerate(frames)})),
+                styles=tuple((style, Path(style).read_bytes()) for style in styles),
+                output=names[0])
+
+
+def run_shot(session: Session, work: Work) -> Outcome:
+    """A batch worker's side of `shot_work`: stylize the shot with `stylize_clip` and return each frame's image
+    (in its output's format) and run record in a zip (``Outcome.png``) and its `FrameRecord`s
+    (``Outcome.record["frames"]``). A `GramstyleError` is the job's failure, returned."""
+    started = time.perf_counter()
+    spec = work.settings
+    try:
+        settings = Settings.from_dict(spec["settings"])
+        plan = FramePlan(**{**spec["plan"], "temporal_frames": tuple(spec["plan"]["temporal_frames"])})
+        assert work.content[1] is not None
+        with zipfile.ZipFile(io.BytesIO(work.content[1])) as archive:
+            frames = [Image.open(io.BytesIO(archive.read(name))).convert("RGB") for name in sorted(archive.namelist())]
+        styles = []
+        for name, data in work.styles:
+            if data is None:
+                raise VideoError(f"{literal(name)}: cannot be read")
+            styles.append(imageio.open_image(Image.open(io.BytesIO(data)), settings.max_pixels))
+        first, names = int(spec["first"]), list(spec["names"])
+        members: dict[str, bytes] = {}
+
+        def sink(i: int, result: Result, info: dict[str, Any]) -> None:
+            buffer = io.BytesIO()
+            result.image.save(buffer, format=imageio.output_format(names[i]))
+            rec = run_record(result, names[i], {"video": info, **spec["record_extra"]})
+            rec["inputs"] = {**rec.get("inputs", {}), "style": [name for name, _ in work.styles]}
+            members[names[i]] = buffer.getvalue()
+            members[names[i] + ".json"] = json.dumps(rec).encode()
+
+        clip = stylize_clip(session, frames, styles, settings, flow_source(spec["flow"], frames, first), plan,
+                            first_frame=first, clip_frames=int(spec["clip_frames"]), sink=sink)
+    except GramstyleError as exc:
+        return Outcome(work.id, error=str(exc), error_type=type(exc).__name__, field=exc.field, pid=os.getpid(),
+                       elapsed=time.perf_counter() - started)
+    return Outcome(work.id, png=_zip(members), record={"frames": [vars(r) for r in clip.records]}, pid=os.getpid(),
+                   elapsed=time.perf_counter() - started)
+
+
+def _write_frame(path: str, image: bytes, record: dict[str, Any]) -> None:
+    """A frame's image and record, written together atomically (as `Result.save` does)."""
+    with files.atomic_paths([path, path + ".json"]) as (image_tmp, record_tmp):
+        image_tmp.write_bytes(image)
+        record_tmp.write_text(json.dumps({**record, "output": path, "image_sha256": files.sha256_of(image_tmp)},
+                                         indent=2) + "\n", encoding="utf-8")
+
+
+def stylize_shots(frames: Sequence[Image.Image], styles: Sequence[str], settings: Settings, flow: str,
+                  plan: FramePlan, executor: Executor, outputs: Sequence[str], *,
+                  record_extra: dict[str, Any] | None = None,
+                  on_frame: Callable[[FrameRecord], None] | None = None) -> ClipResult:
+    """`stylize_clip` with the clip split at its hard cuts (`find_shots`, the same test) and each shot run as a job
+    by a batch executor (`LocalExecutor` processes or `RayExecutor` actors): shots are independent, so the frames
+    are those of the sequential run. The driver writes every frame; a shot whose frames are all written is read
+    back, not redone (one pass only, as `stylize_clip` resumes)."""
+    n = len(frames)
+    driver_flow = flow_source(flow, frames)
+    firsts = find_shots(driver_flow, n)
+    bounds = list(zip(firsts, [*firsts[1:], n], strict=True))
+    results: list[Tensor | None] = [None] * n
+    records: list[FrameRecord | None] = [None] * n
+    works: list[Work] = []
+    names = [Path(o).name for o in outputs]
+    folder_of = {Path(o).name: o for o in outputs}
+    for first, end in bounds:
+        done = plan.passes == 1 and all(Path(outputs[i]).exists() and Path(outputs[i] + ".json").exists()
+                                        for i in range(first, end))
+        if done:
+            for i in range(first, end):
+                results[i], records[i] = read_back(outputs[i], frames[i].size, i)
+                if on_frame is not None:
+                    on_frame(records[i])  # type: ignore[arg-type]
+            continue
+        works.append(shot_work(frames[first:end], first, names[first:end], styles, settings, plan, flow, n,
+                               record_extra))
+    failures: list[str] = []
+
+    def finished(outcome: Outcome) -> None:
+        if outcome.error is not None or outcome.png is None or outcome.record is None:
+            failures.append(f"{outcome.id}: {outcome.error}")
+            return
+        with zipfile.ZipFile(io.BytesIO(outcome.png)) as archive:
+            for item in outcome.record["frames"]:
+                record = FrameRecord(**item)
+                name = names[record.index]
+                image = archive.read(name)
+                _write_frame(folder_of[name], image, json.loads(archive.read(name + ".json")))
+                results[record.index] = imageio.to_tensor(Image.open(io.BytesIO(image)).convert("RGB"))
+                records[record.index] = record
+                if on_frame is not None:
+                    on_frame(record)
+
+    if works:
+        executor.run(works, finished)
+    if failures:
+        raise VideoError("; ".join(literal(f) for f in failures))
+    final = [r for r in results if r is not None]
+    return ClipResult(final, [r for r in records if r is not None], firsts, temporal_errors(final, firsts, driver_flow))
 
 
 # --- reading and writing clips ---------------------------------------------------------------------------------
@@ -455,6 +634,17 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--passes", type=_number(int, "an integer"), default=1, metavar="N",
                        help="passes over the clip, alternating direction (Ruder et al.'s multi-pass) [default: 1]")
     _add_settings(p, "transfer")
+    jobs = p.add_argument_group("shots as jobs (independent shots, split at hard cuts, run in parallel)")
+    jobs.add_argument("--jobs", type=_number(int, "an integer"), default=1,
+                      help="local worker processes, one shot each at a time, each keeping its network; torch threads "
+                           "= cores / N [default: 1: the shots one after the other in this process]")
+    jobs.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                      help="run the shots on Ray: a local Ray for this run, or the cluster at ADDRESS (needs "
+                           "gramstyle[ray]; --flow DIR must then be readable on the workers)")
+    jobs.add_argument("--cpus-per-job", type=_number(float, "a number"), default=1.0,
+                      help="Ray: CPUs per shot (its torch threads) [default: 1]")
+    jobs.add_argument("--gpus-per-job", type=_number(float, "a number"), default=0.0,
+                      help="Ray: GPUs per shot, fractional to share a card [default: 0]")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", required=True,
                      help="a video file, or a folder for the stylized frames (same names); the clip record goes to "
@@ -489,10 +679,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
               for i, f in enumerate(clip.frames)]
     if len({f.size for f in frames}) > 1:
         raise VideoError(f"{literal(args.input)}: the frames differ in size")
-    if args.flow in ("dis", "farneback"):
-        flow: FlowSource = EstimatedFlow(frames, args.flow)
-    else:
-        flow = FlowFolder(args.flow)
+    executor: Executor | None = None
+    if args.jobs != 1 or args.ray is not None:
+        from .batch.cli import executor_from_args
+
+        executor = executor_from_args(args)
+    flow = flow_source(args.flow, frames)
 
     if to_video:
         folder = Path(args.output + ".frames")
@@ -517,10 +709,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
                                 + ("; resumed" if record.resumed else ""), refresh=False)
             bar.update(1)
 
-    session = Session()
     try:
-        result = stylize_clip(session, frames, args.style, settings, flow, plan, outputs=outputs,
-                              record_extra={"command_line": ["gramstyle", *argv]}, on_frame=on_frame)
+        extra = {"command_line": ["gramstyle", *argv]}
+        if executor is None:
+            result = stylize_clip(Session(), frames, args.style, settings, flow, plan, outputs=outputs,
+                                  record_extra=extra, on_frame=on_frame)
+        else:
+            result = stylize_shots(frames, args.style, settings, args.flow, plan, executor, outputs,
+                                   record_extra=extra, on_frame=on_frame)
     finally:
         if bar is not None:
             bar.close()
