@@ -115,7 +115,7 @@ def foreground(size: int, n: int) -> SyntheticClip:
 
 #: Names the product's chain (its DIS configuration, its warping) in --cache keys, so that chained rows cached
 #: with an older chain are not read back for a newer one.
-FLOW_TAG = "dis2-bicubic"
+FLOW_TAG = "dis2-bicubic-fillwarped"
 
 
 def measurement_mask(backward: Tensor, forward: Tensor) -> Tensor:

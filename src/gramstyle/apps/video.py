@@ -4,7 +4,7 @@
     gramstyle video frames/ starry.jpg -o styled/ --temporal-frames 1,2,4 --passes 2
 
 The first frame of each shot is stylized as ``transfer`` does; every later frame starts from the previous stylized
-frame warped by the optical flow (disoccluded pixels from the frame's usual start) and adds the temporal term
+frame warped by the optical flow (disoccluded pixels too, as Ruder's ``prevWarped``) and adds the temporal term
 (`gramstyle.temporal.TemporalTerm`) against the warped previous outputs, weighted by their reliability. A frame
 whose flow check fails over most of the picture is a hard cut: the chain restarts there. One `Session` serves the
 whole clip. Resumable frame by frame: a frame whose output and run record exist is read back, not redone.
@@ -64,6 +64,12 @@ CUT_FRACTION = 0.5
 #: resampling at sub-pixel offsets blurs, and chained frame after frame the blur builds up and raises the style loss
 #: (docs/video.md). The warping error is measured with bilinear warping, as Lai et al. do.
 PICTURE_WARP = "bicubic"
+#: Where a later frame's unreliable pixels start: "warped", the warped previous output there too, as Ruder et al.'s
+#: ``-init prevWarped`` does (manuel-ruder/artistic-videos, artistic_video.lua: ``img = warpImage(...)``), or
+#: "start", the frame's usual start there (the first version). "warped" keeps the painted texture where the flow
+#: is unreliable, and the optimization paints the content there from it: a lower style loss and warping error on
+#: the moving-object clip (docs/video.md).
+DISOCCLUDED_START = "warped"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 
 
@@ -300,7 +306,9 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
             current = results[i]
             if neighbours and (plan.warm_start or p > 0):
                 c = weights[0][None, None]
-                if p == 0:
+                if p == 0 and DISOCCLUDED_START == "warped":
+                    init = warped[0]
+                elif p == 0:
                     init = c * warped[0] + (1 - c) * usual_start(settings, frames[i], styles)
                 else:  # later passes: blend the frame's last result with its warped neighbour (Ruder et al.)
                     assert current is not None
