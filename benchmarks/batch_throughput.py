@@ -30,6 +30,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from gramstyle.assets import SHIPWRECK, STARRY_NIGHT, THE_SCREAM, TUBINGEN  # noqa: E402
+from machine import cpu_description  # noqa: E402  (this folder is on sys.path when a script in it runs)
 
 RATIOS = ("1e-4", "1e-3", "1e-2", "1e-1")
 
@@ -84,7 +85,7 @@ def main() -> None:
                              "optimize_seconds_per_job": optimize,
                              "overhead_seconds_per_job": seconds * workers / args.count - optimize}
             print(f"{mode}: {seconds:.1f} s, {results[mode]['jobs_per_minute']:.2f} jobs/min", file=sys.stderr)
-    print(f"\n{args.count} jobs at {args.size} px, {args.steps} steps, {os.cpu_count()} CPUs\n")
+    print(f"\n{args.count} jobs at {args.size} px, {args.steps} steps, {os.cpu_count()} CPUs; {cpu_description()}\n")
     print("| mode | wall s | jobs/min | optimization s/job (records) | overhead s/job (worker-s/job - optimization) |")
     print("|---|---|---|---|---|")
     for mode, r in results.items():

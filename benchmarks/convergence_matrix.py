@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gramstyle import stages
 from gramstyle.config import Settings
 from gramstyle.objective import Objective
 from gramstyle.start import initial_image
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
 
 BUNDLED = Path(gramstyle.__file__).parent / "data"
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1] / ".." / "shared" / "images"
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--json", type=Path, default=None, help="results file (read to skip runs already done)")
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
 
     marks = sorted(int(s) for s in args.steps.split(","))
     results: dict[str, dict[str, float]] = {}

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
+
 # Runs the command in its argv and prints the peak resident memory of that command alone (KiB) on stderr.
 _PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
          "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
@@ -37,20 +39,6 @@ _PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).
          "sys.exit(code)")
 
 CPU_SECONDS: dict[int, float] = {}  # id of the lines list returned by run_timed -> CPU seconds of that run
-
-
-def cpu_description() -> str:
-    """The processor and the flags that decide PyTorch's kernels, and the caps in force."""
-    model, flags = "?", set()
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-        for line in info:
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    caps = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
-    return f"{model}; flags: {' '.join(f for f in wanted if f in flags) or 'none'}; caps: {caps or 'none'}"
 
 
 def run_timed(command: list[str]) -> tuple[float, float, list[tuple[float, str]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -18,6 +19,7 @@ import torch
 import gramstyle
 from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 from gramstyle.vgg.weights import load_caffe_weights
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
 
 
 def timed(session_for_run, runs: int, **settings: object) -> list[float]:
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", default=["caffe", "caffe-normalized"])
     parser.add_argument("--precision", default="fp32")
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for weights in args.weights:
         kept = gramstyle.Session()

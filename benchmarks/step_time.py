@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
+
 
 def conv_shapes(height: int, width: int, deepest: str = "conv5_1") -> list[tuple[str, int, int, int, int]]:
     """(name, input channels, output channels, h, w) of VGG-19's convolutions up to `deepest`."""
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
     if args.one is not None:
         print(json.dumps(measure(args.one, args.steps, args.device, args.warmup, args.precision)))
         return

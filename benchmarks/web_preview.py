@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from gramstyle import Session
 from gramstyle.apps.web import create_app
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
 
 
 def _submit(client: TestClient, size: int, steps: int) -> str:
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=["none", "page", "back-to-back"])
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
     session = Session()
     with tempfile.TemporaryDirectory() as work:
         app = create_app(work, queue=2, session_factory=lambda: session)

@@ -14,7 +14,7 @@ from typing import Any
 
 import gramstyle
 from gramstyle import images as imageio
-from gramstyle.apps.figures import compose
+from gramstyle.apps.grid import compose
 from gramstyle.assets import STARRY_NIGHT, THE_SCREAM, TUBINGEN
 
 

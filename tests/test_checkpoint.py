@@ -104,6 +104,29 @@ def test_auto_tiles_only_when_untiled_would_not_fit(session: Session, monkeypatc
     assert info.value.field == "size"
 
 
+def test_memory_plan_counts_the_pairs_a_stage_can_hold_and_shortens_the_history_to_fit(
+        session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = session.network(BASE, torch.device("cpu"))
+    layers = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+    shape, vector = (48, 64), 48 * 64 * 3 * 4  # one L-BFGS vector of this stage, bytes
+
+    def plan(pairs_room: float, steps: int) -> tiling.MemoryPlan:
+        base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+        available = (base + 2 * vector * pairs_room) / tiling.USABLE
+        return tiling.plan_memory(net, shape, layers, ["conv4_2"], torch.float32, "auto", 50, "lbfgs",
+                                  int(available), steps=steps)
+
+    assert plan(15.5, steps=12) == tiling.MemoryPlan(None, 50)  # 12 steps hold at most 12 pairs: the whole fits
+    assert plan(15.5, steps=100) == tiling.MemoryPlan(None, 15)  # shortened to the 15 pairs that fit
+    with pytest.raises(SettingsError, match="would fit"):
+        plan(tiling.MIN_HISTORY - 1.5, steps=100)  # below the floor: refused, with the size that fits
+    base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+    monkeypatch.setattr(session_module, "available_memory",
+                        lambda device: int((base + 2 * vector * 15.5) / tiling.USABLE))
+    run = _run(session, BASE.replace(steps=20, tile="auto"))
+    assert run.tiles == [None] and run.history_sizes == [15]
+
+
 def test_cli_checkpoint_then_more_steps_gives_the_uninterrupted_bytes(tmp_path: Path) -> None:
     from gramstyle.apps.cli import main
 
@@ -127,3 +150,15 @@ def test_coarse_to_fine_resumes_in_its_second_stage(session: Session, tmp_path: 
     resumed = _run(session, settings, resume=tmp_path / "c2f.ckpt")
     assert resumed.steps == 4 and [h["scale"] for h in resumed.history] == [64, 64, 80, 80]
     assert _png(resumed) == whole
+
+
+def test_cli_checks_the_checkpoint_path_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gramstyle.apps.cli import main
+
+    out = tmp_path / "out.png"
+    common = ["demo", "--size", "64", "--steps", "1", "-q", "-o", str(out)]
+    assert main([*common, "--checkpoint", str(tmp_path / "missing" / "x.ckpt")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert main([*common, "--checkpoint", str(out)]) == 2  # the checkpoint would overwrite the picture
+    assert "same file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # refused before anything was written

@@ -18,9 +18,9 @@ import pytest
 import torch
 from PIL import Image, ImageFile, ImageFilter
 
+from gramstyle import outputs
 from gramstyle.errors import ImageError
 from gramstyle.files import write_text
-from gramstyle.images import check_output as check_writable
 from gramstyle.images import (
     load_image,
     open_image,
@@ -736,6 +736,11 @@ def test_saved_file_permissions(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ check_writable
+
+
+def check_writable(path: str | Path) -> Path:
+    """The output image's check of `outputs.plan` (a run's outputs checked before any work)."""
+    return outputs.plan(path).image
 
 
 def test_check_writable_ok(tmp_path: Path) -> None:

@@ -249,13 +249,3 @@ def save_image(image: Image.Image | Tensor, path: str | os.PathLike[str]) -> Pat
     with files.atomic_path(path) as tmp:
         encode_image(image, tmp, path)
     return Path(path)
-
-
-
-
-def check_output(path: str | os.PathLike[str]) -> Path:
-    """Fail before any work if an image cannot be written to `path`: `files.check_writable`, then its extension.
-    (A run's outputs together: `gramstyle.outputs.plan`.)"""
-    checked = files.check_writable(path)
-    output_format(path)
-    return checked

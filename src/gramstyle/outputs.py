@@ -58,10 +58,12 @@ def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
 
 
 def plan(image: str | os.PathLike[str], *, log: str | os.PathLike[str] | None = None,
-         save_every: int | None = None, steps: int | None = None) -> OutputPlan:
+         save_every: int | None = None, steps: int | None = None,
+         checkpoint: str | os.PathLike[str] | None = None) -> OutputPlan:
     """Check every path a run will write and return them, or raise `ImageError` naming the path and the problem.
 
     ``steps`` (with ``save_every``) bounds the intermediates' step numbers, whose names are checked too.
+    ``checkpoint``: the run's checkpoint file (an existing one is the run's own, to be rewritten).
     """
     if not isinstance(image, (str, os.PathLike)) or not os.fspath(image):
         raise ImageError("give the output image a file name such as out.png")
@@ -86,6 +88,14 @@ def plan(image: str | os.PathLike[str], *, log: str | os.PathLike[str] | None = 
         except ImageError as exc:  # {log}: the front door's name for it (--log)
             raise ImageError("{log} " + exc.template) from None
         named["the loss log ({log})"] = log_path
+    if checkpoint is not None:
+        ckpt = Path(checkpoint)
+        try:
+            files.check_writable(ckpt)
+        except ImageError as exc:  # {checkpoint}: the front door's name for it (--checkpoint)
+            raise ImageError("{checkpoint} " + exc.template) from None
+        files.check_name_length(files.lock_path(ckpt), "checkpoint lock file's name (the checkpoint's name + .lock)")
+        named["the checkpoint ({checkpoint})"] = ckpt
     if save_every is not None and steps is not None and save_every <= steps:
         files.check_writable(intermediate_path(image, max(steps, 99999)))  # the longest name of them
     seen: dict[object, tuple[str, Path]] = {}

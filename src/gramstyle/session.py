@@ -29,7 +29,7 @@ from .objective import Guidance, Objective, Term, canonical_weights
 from .optimize import LoopState, optimize
 from .result import Result
 from .start import initial_image
-from .tiling import TiledObjective, available_memory, choose_tile
+from .tiling import TiledObjective, available_memory, plan_memory
 from .vgg import VGGFeatures, load_weights
 
 ImageLike = imageio.ImageLike
@@ -232,6 +232,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
         objective: Objective | TiledObjective | None = None
         tile: int | None = None
         tiles: list[int | None] = []
+        history_sizes: list[int] = []
         for index, stage in enumerate(plan):
             if index < start_stage:
                 continue
@@ -245,9 +246,12 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                 reason = "cancelled"
                 break
             # the memory preflight, before the targets: tiles only where the untiled step would not fit
-            tile = choose_tile(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers], precision,
-                               settings.tile, settings.history_size, settings.optimizer, available_memory(device))
+            memory = plan_memory(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers],
+                                 precision, settings.tile, settings.history_size, settings.optimizer,
+                                 available_memory(device), steps=stage.steps)
+            tile = memory.tile
             tiles.append(tile)
+            history_sizes.append(memory.history)
             objective = _objective(net, stage, settings, content_layers, style_layers, device, precision,
                                    extra_terms, tile)
             if clock.event("stage_start", index, x):
@@ -265,7 +269,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             if resumed is not None and index == start_stage:
                 resume_loop = {**resumed, "x": resumed["x"].to(device), "best_image": resumed["best_image"].to(device)}
             result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage.steps,
-                              lr=settings.step_size, history_size=settings.history_size, time_limit=time_left,
+                              lr=settings.step_size, history_size=memory.history, time_limit=time_left,
                               callback=clock.step_callback(index), cancel=cancel, resume=resume_loop,
                               boundary=boundary)
             history += [{**h, "step": h["step"] + clock.done, "elapsed": h["elapsed"] + clock.elapsed,
@@ -296,5 +300,6 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                   precision="bf16" if precision == torch.bfloat16 else "fp32",
                   weights={"source": net.source, "sha256": net.sha256, "preprocessing": net.preprocessing.name},
                   inputs=stages.describe_inputs(content=content, style=style_list or None), tiles=tiles,
+                  history_sizes=history_sizes,
                   deterministic=device.type == "cpu" and torch.are_deterministic_algorithms_enabled())
 

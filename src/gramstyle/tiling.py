@@ -420,16 +420,33 @@ def estimate(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], co
     return MemoryEstimate(network, activations, vectors * vector, targets)
 
 
-def choose_tile(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], content_layers: Sequence[str],
-                precision: torch.dtype, setting: str, history_size: int, optimizer: str,
-                available: int | None) -> int | None:
-    """The tile side for a stage (None: untiled) after the memory preflight, or SettingsError naming what would
-    fit. ``setting`` is the `tile` setting: auto, off or a side in px."""
-    def fits(tile: int | None) -> bool:
-        if available is None:
-            return True
-        need = estimate(net, shape, layers, content_layers, precision, tile, history_size, optimizer).total
-        return need <= USABLE * available
+#: The shortest L-BFGS history a plan shortens to before it refuses (a memory plan's floor; docs/benchmarks.md
+#: "The L-BFGS history at large sizes" has the measurement that chose it).
+MIN_HISTORY = 10
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a stage runs within the memory: its tile side (None: untiled) and the L-BFGS pairs it keeps."""
+
+    tile: int | None
+    history: int
+
+
+def plan_memory(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], content_layers: Sequence[str],
+                precision: torch.dtype, setting: str, history_size: int, optimizer: str, available: int | None,
+                steps: int | None = None) -> MemoryPlan:
+    """The memory preflight of a stage: the tile side and the history, or SettingsError naming what would fit.
+
+    ``setting`` is the `tile` setting (auto, off or a side in px). A stage of ``steps`` steps never holds more
+    than ``steps`` pairs, so the history is counted up to that (the plan's history stays ``history_size`` then:
+    a resumed run with more steps behaves as the uninterrupted one). Tiling (exact) comes first; when no tile
+    fits with the whole history, the history is shortened to what fits, down to MIN_HISTORY pairs (the L-BFGS
+    pairs, not the network, are the memory of a step beyond about 2048 px)."""
+    history = history_size if steps is None else max(1, min(history_size, steps))
+
+    def need(tile: int | None, pairs: int, at: tuple[int, int] = shape) -> MemoryEstimate:
+        return estimate(net, at, layers, content_layers, precision, tile, pairs, optimizer)
 
     if setting == "off":
         candidates: list[int | None] = [None]
@@ -437,27 +454,36 @@ def choose_tile(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str],
         candidates = [None, *(t for t in AUTO_TILES if t < max(shape))]
     else:
         candidates = [int(setting)]
+    if available is None:
+        return MemoryPlan(candidates[0], history_size)
+    budget = USABLE * available
     for tile in candidates:
-        if fits(tile):
-            return tile
-    assert available is not None
-    need = estimate(net, shape, layers, content_layers, precision, candidates[-1], history_size, optimizer)
+        if need(tile, history).total <= budget:
+            return MemoryPlan(tile, history_size)
+    vector = shape[0] * shape[1] * 3 * 4
+
+    def pairs_that_fit(tile: int | None) -> int:
+        return int((budget - need(tile, 0).total) / (2 * vector))
+
+    if optimizer == "lbfgs":
+        # the tile that leaves room for the longest history; the largest such tile (candidates run largest first)
+        best = max(candidates, key=pairs_that_fit)
+        pairs = pairs_that_fit(best)  # fewer than `history`: that did not fit
+        if pairs >= min(MIN_HISTORY, history):
+            return MemoryPlan(best, pairs)
+    smallest = candidates[-1] if setting != "auto" else min(AUTO_TILES)
+    floor = min(MIN_HISTORY, history) if optimizer == "lbfgs" else history
     scale = 1.0
     while scale > 0.05:  # the largest picture of this shape whose plan fits, in steps of 5%
         scale -= 0.05
         smaller = (max(16, int(shape[0] * scale)), max(16, int(shape[1] * scale)))
-        small = estimate(net, smaller, layers, content_layers, precision, candidates[-1] if setting != "auto"
-                         else min(AUTO_TILES), history_size, optimizer)
-        if small.total <= USABLE * available:
+        if need(smallest, floor, smaller).total <= budget:
             break
     how = {"off": "untiled", "auto": f"tiled in {candidates[-1]} px tiles"}.get(setting, f"tiled in {setting} px tiles")
     hint = f"{{size}} {max(smaller)} would fit" if scale > 0.05 else "no size would fit"
     if setting == "off":
         hint += "; {tile} auto tiles when the untiled run does not fit"
-    vector = shape[0] * shape[1] * 3 * 4
-    pairs = int((USABLE * available - (need.total - need.history)) / (2 * vector)) - 4  # 8 vectors besides
-    if optimizer == "lbfgs" and 1 <= pairs < history_size:
-        hint += f", or {{history_size}} {pairs} at this size"
-    raise SettingsError(f"a step at {shape[1]}x{shape[0]} px {how} needs about {need.describe()}, more than the "
-                        f"{USABLE * available / _GIB:.1f} GiB of the {available / _GIB:.1f} GiB available; {hint}",
+    least = need(candidates[-1], floor)
+    raise SettingsError(f"a step at {shape[1]}x{shape[0]} px {how} needs about {least.describe()}, more than the "
+                        f"{budget / _GIB:.1f} GiB of the {available / _GIB:.1f} GiB available; {hint}",
                         field="size")

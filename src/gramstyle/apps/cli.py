@@ -195,8 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_number(int, "an integer"), default=500, help="steps per panel [default: 500]")
     p.add_argument("--only", action="append", choices=("fig1", "fig2", "fig3"),
                    help="make only this figure (repeatable) [default: all]")
-    p.add_argument("--jobs", type=_number(int, "an integer"), default=1,
-                   help="panels run in parallel processes [default: 1]")
     p.add_argument("--picasso", metavar="IMAGE",
                    help="Picasso's Femme nue assise for Fig. 2 E (not bundled: still under copyright)")
     p.add_argument("--ratio-scale", type=_number(float, "a number"), default=1.0,
@@ -206,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VGG-19 weights [default: caffe-normalized, the paper's network]")
     p.add_argument("--init", default="noise", help="initial image [default: noise, as in the paper]")
     p.add_argument("--device", default="auto", help="device: auto, cpu, cuda, cuda:N or mps [default: auto]")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    batch_cli.add_execution_flags(p, _number, unit="panel")
 
     batch_cli.add_parser(sub, _add_settings, _number)
     video_cli.add_parser(sub)
@@ -279,12 +277,15 @@ def _run(args: argparse.Namespace, argv: Sequence[str], written: list[Path]) -> 
         raise SettingsError(f"--save-every must be a positive integer, got {args.save_every}")
     # Every path the run will write, checked before the network loads (outputs.plan: names, folders, OS
     # errors, special files, two outputs that are one file).
-    plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps)
+    wants_ckpt = args.checkpoint_every is not None or args.checkpoint or args.resume or args.more_steps is not None
+    ckpt_path = (args.checkpoint or args.output + ".ckpt") if wants_ckpt else None
+    plan = outputs.plan(args.output, log=args.log or None, save_every=args.save_every, steps=settings.steps,
+                        checkpoint=ckpt_path)
 
     ckpt = None
     resume: Any = args.resume
-    if args.checkpoint_every is not None or args.checkpoint or args.resume or args.more_steps is not None:
-        ckpt = checkpoints.Checkpointer(args.checkpoint or args.output + ".ckpt", args.checkpoint_every)
+    if ckpt_path is not None:
+        ckpt = checkpoints.Checkpointer(ckpt_path, args.checkpoint_every)
     if args.more_steps is not None:
         resume = checkpoints.load(args.resume or ckpt.path)  # type: ignore[union-attr]
         settings = checkpoints.extended(settings, resume, args.more_steps)
@@ -320,27 +321,25 @@ def _and(paths: Sequence[Path]) -> str:
     return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _figures(args: argparse.Namespace) -> None:
-    from .figures import Panel, make_figures
+def _figures(args: argparse.Namespace) -> int:
+    from .batch import MANIFEST
+    from .figures import PANELS, RESULTS, make_figures
 
     folder = Path(args.output)
     if folder.exists() and not folder.is_dir():
         raise SettingsError(f"{folder}: exists and is not a folder")
     if not folder.parent.is_dir() or not os.access(folder.parent, os.W_OK | os.X_OK):
         raise SettingsError(f"{folder}: folder {folder.parent} does not exist or is not writable")
-    done = [0]
+    executor = batch_cli.executor_from_args(args)
 
-    def report(panel: Panel, record: dict[str, Any]) -> None:
-        done[0] += 1
-        if not args.quiet:
-            print(f"[{done[0]}] {panel.id}: loss {record['final_losses']['total']:.4g}, "
-                  f"{record['elapsed_seconds']:.1f} s", file=sys.stderr, flush=True)
+    def start(on_job: Any, on_start: Any) -> tuple[Any, str]:
+        made = make_figures(str(folder), size=args.size, steps=args.steps, only=args.only or ("fig1", "fig2", "fig3"),
+                            picasso=args.picasso, ratio_scale=args.ratio_scale, executor=executor, on_job=on_job,
+                            on_start=on_start, weights=args.weights, init=args.init, device=args.device)
+        return made.summary, ", ".join([*(str(g) for g in made.grids), str(folder / RESULTS),
+                                        str(folder / PANELS / MANIFEST)])
 
-    make_figures(str(folder), size=args.size, steps=args.steps, only=args.only or ("fig1", "fig2", "fig3"),
-                 jobs=args.jobs, picasso=args.picasso, ratio_scale=args.ratio_scale, on_panel=report,
-                 weights=args.weights, init=args.init, device=args.device)
-    if not args.quiet:
-        print(f"wrote {folder}/fig*.png and {folder}/results.json", file=sys.stderr)
+    return batch_cli.drive(args, start, unit="run")
 
 
 def _list_layers() -> None:
@@ -414,7 +413,7 @@ def _main(argv: list[str], written: list[Path], output: list[str]) -> int:
         if args.command == "layers":
             _list_layers()
         elif args.command == "figures":
-            _figures(args)
+            return _figures(args)
         elif args.command == "batch":
             return batch_cli.run(args, settings_from_args)
         elif args.command == "video":

@@ -27,15 +27,24 @@ TASK = "transfer"
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a batch: a content photo, its style image(s), its resolved settings and where it came from."""
+    """One run of a batch: a content photo, its style image(s), its resolved settings and where it came from.
 
-    content: str
+    ``task`` is the session's task (``transfer``, ``content`` or ``texture``): a content reconstruction has no
+    styles, a texture no content (None). ``name``, when given, is kept as the file stem (else one is made from the
+    inputs and axes)."""
+
+    content: str | None
     styles: tuple[str, ...]
     settings: Settings
     axes: tuple[tuple[str, str], ...] = ()  # (axis name, value as the user wrote it), for names and the sheet
     id: str = ""  # filled by `with_id`
     name: str = ""  # readable file stem, without the id
     task: str = TASK
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input files, content first."""
+        return (*(() if self.content is None else (self.content,)), *self.styles)
 
     @property
     def stem(self) -> str:
@@ -129,7 +138,7 @@ def job_id(job: Job, data: Mapping[str, bytes | None]) -> str:
     """sha256 of the task, every input's bytes (its path where it cannot be read) and the resolved settings."""
     h = hashlib.sha256()
     h.update(job.task.encode())
-    for path in (job.content, *job.styles):
+    for path in job.inputs:
         blob = data.get(path)
         h.update(b"\0file\0" + (hashlib.sha256(blob).digest() if blob is not None else b"path:" + path.encode()))
     h.update(json.dumps(job.settings.to_dict(), sort_keys=True).encode())
@@ -141,15 +150,15 @@ def _slug(text: str) -> str:
 
 
 def readable_name(job: Job) -> str:
-    parts = [Path(job.content).stem, *(Path(s).stem for s in job.styles), *(f"{n}{v}" for n, v in job.axes)]
+    parts = [*(Path(p).stem for p in job.inputs), *(f"{n}{v}" for n, v in job.axes)]
     return "-".join(_slug(p) for p in parts)
 
 
 def with_ids(jobs: Sequence[Job], data: Mapping[str, bytes | None]) -> list[Job]:
     out = []
     for job in jobs:
-        out.append(Job(job.content, job.styles, job.settings, job.axes, job_id(job, data), readable_name(job),
-                       job.task))
+        out.append(Job(job.content, job.styles, job.settings, job.axes, job_id(job, data),
+                       job.name or readable_name(job), job.task))
     return out
 
 
@@ -157,7 +166,7 @@ def load_inputs(jobs: Sequence[Job]) -> dict[str, bytes | None]:
     """Every distinct input file's bytes, read once (None: unreadable)."""
     data: dict[str, bytes | None] = {}
     for job in jobs:
-        for path in (job.content, *job.styles):
+        for path in job.inputs:
             if path not in data:
                 data[path] = read_bytes(os.fspath(path))
     return data

@@ -51,7 +51,7 @@ class _Worker:
         return os.getpid()
 
     def run(self, work: Work, content: bytes | None, *styles: bytes | None) -> Outcome:
-        work = replace(work, content=(work.content[0], content),
+        work = replace(work, content=None if work.content is None else (work.content[0], content),
                        styles=tuple((name, data) for (name, _), data in zip(work.styles, styles, strict=True)))
         outcome = execute(self.session, work)
         outcome.node = self.node
@@ -118,8 +118,10 @@ class RayExecutor:
 
         def submit(actor: Any) -> None:
             work = queue.pop(0)
-            light = replace(work, content=(work.content[0], None), styles=tuple((n, None) for n, _ in work.styles))
-            ref = actor.run.remote(light, stored(*work.content), *(stored(n, d) for n, d in work.styles))
+            light = replace(work, content=None if work.content is None else (work.content[0], None),
+                            styles=tuple((n, None) for n, _ in work.styles))
+            ref = actor.run.remote(light, None if work.content is None else stored(*work.content),
+                                   *(stored(n, d) for n, d in work.styles))
             in_flight[ref] = (actor, work)
 
         for actor in self.actors:

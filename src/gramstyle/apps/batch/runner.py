@@ -47,8 +47,8 @@ class Work:
     id: str
     task: str
     settings: dict[str, Any]
-    content: tuple[str, bytes | None]
-    styles: tuple[tuple[str, bytes | None], ...]
+    content: tuple[str, bytes | None] | None  # None: the task has no content image (a texture)
+    styles: tuple[tuple[str, bytes | None], ...]  # empty: no style image (a content reconstruction)
     output: str  # the file name the record names
 
 
@@ -91,13 +91,14 @@ def execute(session: Session, work: Work) -> Outcome:
     start = time.monotonic()
     try:
         settings = Settings.from_dict(work.settings)
-        content = _decode(work.content[0], work.content[1], settings.max_pixels)
+        content = None if work.content is None else _decode(*work.content, settings.max_pixels)
         styles = [_decode(name, data, settings.max_pixels) for name, data in work.styles]
-        result = session.run(work.task, settings, content=content, styles=styles)
+        result = session.run(work.task, settings, content=content, styles=styles or None)
         buffer = io.BytesIO()
         result.image.save(buffer, format="PNG")
         rec = run_record(result, work.output, {
-            "inputs": {"content": work.content[0], "style": [name for name, _ in work.styles]},
+            "inputs": {"content": None if work.content is None else work.content[0],
+                       "style": [name for name, _ in work.styles]},
             "batch_id": work.id})
         return Outcome(work.id, png=buffer.getvalue(), record=rec, pid=os.getpid(), elapsed=time.monotonic() - start)
     except GramstyleError as exc:
@@ -303,17 +304,27 @@ def manifest_entry(outdir: Path, job: Job, outcome: Outcome | None) -> dict[str,
     return entry
 
 
-# --- the contact sheet ----------------------------------------------------------------------------------------
+# --- grids: the contact sheet, the paper's figures -----------------------------------------------------------
 
-def sheet_layout(jobs: Sequence[Job]) -> tuple[dict[str, tuple[int, int, str]], str]:
-    """Each job's (row, column, caption) and the sheet's title. Columns are the last axis's values (the styles
-    when there is no axis); rows are every other combination (content, style, the other axes)."""
+@dataclass(frozen=True)
+class Cell:
+    """Where a job's image goes in a grid, and its caption."""
+
+    job: Job
+    row: int
+    column: int
+    caption: str
+
+
+def sheet_layout(jobs: Sequence[Job]) -> tuple[list[Cell], str]:
+    """Each job's cell and the sheet's title. Columns are the last axis's values (the styles when there is no
+    axis); rows are every other combination (content, style, the other axes)."""
     if not jobs:
-        return {}, ""
+        return [], ""
     axes = [name for name, _ in jobs[0].axes]
 
     def row_key(job: Job) -> tuple[str, ...]:
-        values = [Path(job.content).stem]
+        values = [Path(job.content).stem if job.content is not None else "-"]
         if axes:
             values += [Path(s).stem for s in job.styles] + [f"{n}={v}" for n, v in job.axes[:-1]]
         return tuple(values)
@@ -323,31 +334,33 @@ def sheet_layout(jobs: Sequence[Job]) -> tuple[dict[str, tuple[int, int, str]], 
 
     rows = list(dict.fromkeys(row_key(j) for j in jobs))
     columns = list(dict.fromkeys(column_key(j) for j in jobs))
-    layout = {}
-    for job in jobs:
-        r, c = rows.index(row_key(job)), columns.index(column_key(job))
-        layout[job.id] = (r, c, f"{' '.join(row_key(job))} | {column_key(job)}")
+    cells = [Cell(job, rows.index(row_key(job)), columns.index(column_key(job)),
+                  f"{' '.join(row_key(job))} | {column_key(job)}") for job in jobs]
     title = (f"rows: content, style{', ' + ', '.join(axes[:-1]) if axes[:-1] else ''}; columns: {axes[-1]}"
              if axes else "rows: content; columns: style")
-    return layout, title
+    return cells, title
+
+
+def write_grid(outdir: Path, cells: Sequence[Cell], title: str, path: Path) -> Path | None:
+    """The labelled grid of the cells' finished images (a failed job leaves its cell blank); None when no job of
+    them has an image. Cells are scaled to the widest image, between 192 px (for the captions) and 384 px."""
+    images: dict[tuple[int, int], tuple[Image.Image, str]] = {}
+    for cell in cells:
+        image, _ = paths(outdir, cell.job)
+        if image.is_file():
+            with Image.open(image) as im:
+                images[(cell.row, cell.column)] = (im.convert("RGB"), cell.caption)
+    if not images:
+        return None
+    width = max(im.width for im, _ in images.values())
+    imageio.save_image(compose(images, title, max(192, min(width, 384))), path)
+    return path
 
 
 def write_sheet(outdir: Path, jobs: Sequence[Job], path: Path | None = None) -> Path | None:
-    """The labelled grid of every finished job's image (failed ones leave their cell blank)."""
-    layout, title = sheet_layout(jobs)
-    cells: dict[tuple[int, int], tuple[Image.Image, str]] = {}
-    for job in jobs:
-        image, _ = paths(outdir, job)
-        if image.is_file():
-            with Image.open(image) as im:
-                r, c, caption = layout[job.id]
-                cells[(r, c)] = (im.convert("RGB"), caption)
-    if not cells:
-        return None
-    width = max(im.width for im, _ in cells.values())
-    target = path or outdir / SHEET
-    imageio.save_image(compose(cells, title, max(192, min(width, 384))), target)
-    return target
+    """The contact sheet: every finished job's image in `sheet_layout`'s grid."""
+    cells, title = sheet_layout(jobs)
+    return write_grid(outdir, cells, title, path or outdir / SHEET)
 
 
 # --- the batch ------------------------------------------------------------------------------------------------
@@ -405,7 +418,8 @@ def batch(jobs: Sequence[Job], outdir: str | os.PathLike[str], *, executor: Exec
     if on_start is not None:
         on_start(len(todo), skipped)
     by_id = {job.id: job for job in todo}
-    works = [Work(job.id, job.task, job.settings.to_dict(), (job.content, data[job.content]),
+    works = [Work(job.id, job.task, job.settings.to_dict(),
+                  None if job.content is None else (job.content, data[job.content]),
                   tuple((s, data[s]) for s in job.styles), str(paths(out, job)[0])) for job in todo]
 
     def finished(outcome: Outcome) -> None:
