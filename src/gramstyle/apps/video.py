@@ -425,7 +425,8 @@ def run_shot(session: Session, work: Work) -> Outcome:
     try:
         settings = Settings.from_dict(spec["settings"])
         plan = FramePlan(**{**spec["plan"], "temporal_frames": tuple(spec["plan"]["temporal_frames"])})
-        assert work.content[1] is not None
+        if work.content is None or work.content[1] is None:
+            raise VideoError(f"{literal(work.id)}: no frames")
         with zipfile.ZipFile(io.BytesIO(work.content[1])) as archive:
             frames = [Image.open(io.BytesIO(archive.read(name))).convert("RGB") for name in sorted(archive.namelist())]
         styles = []
@@ -619,6 +620,7 @@ def _frames_list(text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: Any) -> None:
+    from .batch.cli import add_execution_flags
     from .cli import _add_settings, _number
 
     p = sub.add_parser("video", help="stylize a clip (video file or folder of frames) without flicker (Ruder et al.)")
@@ -643,22 +645,12 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--passes", type=_number(int, "an integer"), default=1, metavar="N",
                        help="passes over the clip, alternating direction (Ruder et al.'s multi-pass) [default: 1]")
     _add_settings(p, "transfer")
-    jobs = p.add_argument_group("shots as jobs (independent shots, split at hard cuts, run in parallel)")
-    jobs.add_argument("--jobs", type=_number(int, "an integer"), default=1,
-                      help="local worker processes, one shot each at a time, each keeping its network; torch threads "
-                           "= cores / N [default: 1: the shots one after the other in this process]")
-    jobs.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                      help="run the shots on Ray: a local Ray for this run, or the cluster at ADDRESS (needs "
-                           "gramstyle[ray]; --flow DIR must then be readable on the workers)")
-    jobs.add_argument("--cpus-per-job", type=_number(float, "a number"), default=1.0,
-                      help="Ray: CPUs per shot (its torch threads) [default: 1]")
-    jobs.add_argument("--gpus-per-job", type=_number(float, "a number"), default=0.0,
-                      help="Ray: GPUs per shot, fractional to share a card [default: 0]")
+    # --jobs, --ray, --cpus-per-job, --gpus-per-job, -q, --verbose: the shots (split at hard cuts) as batch jobs
+    add_execution_flags(p, _number, unit="shot")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", required=True,
                      help="a video file, or a folder for the stylized frames (same names); the clip record goes to "
                           "OUTPUT.json (video) or OUTPUT/clip.json (folder)")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -713,6 +705,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
         bar = tqdm(total=len(frames), unit="frame", file=sys.stderr, dynamic_ncols=True)
 
     def on_frame(record: FrameRecord) -> None:
+        if bar is not None and args.verbose:
+            bar.write(f"frame {record.index + 1}: shot {record.shot + 1}, style {record.losses.get('style', 0.0):.4g}"
+                      + (", resumed" if record.resumed else f", {record.seconds:.1f} s"), file=sys.stderr)
         if bar is not None:
             bar.set_postfix_str(f"shot {record.shot + 1}; style {record.losses.get('style', 0.0):.3g}"
                                 + ("; resumed" if record.resumed else ""), refresh=False)
