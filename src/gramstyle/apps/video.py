@@ -56,8 +56,8 @@ from ..temporal import (
 from .batch import Executor, Outcome, Work
 
 #: The temporal weight G (of the size-free term, against gramstyle's alpha = 1, beta = 1e3): measured in
-#: docs/video.md (the largest weight that keeps the style loss within 20% of independent frames on 8-frame clips
-#: at 128 px, a zoom included); the paper's 1e3 belongs to its own normalisation.
+#: docs/video.md (of 1e12, 3e12, 1e13 and 3e13, the largest that keeps the style loss within 20% of independent
+#: frames on 8-frame clips at 128 px, a zoom included); the paper's 1e3 belongs to its own normalisation.
 DEFAULT_TEMPORAL_WEIGHT = 1e12
 #: A frame is a hard cut when fewer than this share of its pixels pass the forward-backward check.
 CUT_FRACTION = 0.5
