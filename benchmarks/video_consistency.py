@@ -14,7 +14,12 @@ alone, + the short-term temporal loss (at several weights: the calibration), + t
 and two passes. The chained methods use the DIS flow, as a user's run does, or with ``--chain-flow exact`` the
 clip's exact flow.
 
-    PYTHONPATH=src python benchmarks/video_consistency.py --size 128 --frames 8 --first-steps 100 --steps 40
+The warping error is always measured over `measurement_mask`'s pixels (the first version's reliability test), so
+that figures stay comparable when the product's own test changes. ``--cache DIR`` keeps each row's frames: rows can
+be run in several processes and the table assembled by a last run that finds them all.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/video_consistency.py --size 128 --frames 8 --first-steps 60 \
+        --steps 30 --weights 1e12 --clips pan,zoom,fg --cache /tmp/video_rows
 """
 
 from __future__ import annotations
