@@ -20,6 +20,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -438,11 +439,12 @@ def run_shot(session: Session, work: Work) -> Outcome:
         members: dict[str, bytes] = {}
 
         def sink(i: int, result: Result, info: dict[str, Any]) -> None:
-            buffer = io.BytesIO()
-            result.image.save(buffer, format=imageio.output_format(names[i]))
+            with tempfile.TemporaryDirectory() as folder:  # the encoder `Result.save` uses, options included
+                encoded = Path(folder) / names[i]
+                imageio.encode_image(result.image, encoded, names[i])
+                members[names[i]] = encoded.read_bytes()
             rec = run_record(result, names[i], {"video": info, **spec["record_extra"]})
             rec["inputs"] = {**rec.get("inputs", {}), "style": [name for name, _ in work.styles]}
-            members[names[i]] = buffer.getvalue()
             members[names[i] + ".json"] = json.dumps(rec).encode()
 
         clip = stylize_clip(session, frames, styles, settings, flow_source(spec["flow"], frames, first), plan,
