@@ -14,7 +14,12 @@ alone, + the short-term temporal loss (at several weights: the calibration), + t
 and two passes. The chained methods use the DIS flow, as a user's run does, or with ``--chain-flow exact`` the
 clip's exact flow.
 
-    PYTHONPATH=src python benchmarks/video_consistency.py --size 128 --frames 8 --first-steps 100 --steps 40
+The warping error is always measured over `measurement_mask`'s pixels (the first version's reliability test), so
+that figures stay comparable when the product's own test changes. ``--cache DIR`` keeps each row's frames: rows can
+be run in several processes and the table assembled by a last run that finds them all.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/video_consistency.py --size 128 --frames 8 --first-steps 60 \
+        --steps 30 --weights 1e12 --clips pan,zoom,fg --cache /tmp/video_rows
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gramstyle import Session, assets
 from gramstyle import images as imageio
 from gramstyle.apps.video import EstimatedFlow, FramePlan, stylize_clip
 from gramstyle.config import Settings
-from gramstyle.temporal import reliability, warp, warping_error
+from gramstyle.temporal import BOUNDARY_ABSOLUTE, BOUNDARY_RELATIVE, disocclusions, warp, warping_error
 
 
 @dataclass
@@ -113,11 +118,29 @@ def foreground(size: int, n: int) -> SyntheticClip:
     return SyntheticClip("fg", frames, flows)
 
 
+#: Names the product's chain (its DIS configuration, its warping) in --cache keys, so that chained rows cached
+#: with an older chain are not read back for a newer one.
+FLOW_TAG = "dis2-bicubic-fillwarped"
+
+
+def measurement_mask(backward: Tensor, forward: Tensor) -> Tensor:
+    """The reliable pixels over which the warping error is measured, fixed whatever the product's reliability
+    becomes: the forward-backward check and the motion-boundary test on forward differences, as the first version
+    of `temporal.reliability` had them, so that figures taken before and after a change of the product compare."""
+    dx = torch.zeros_like(backward)
+    dy = torch.zeros_like(backward)
+    dx[:, :-1] = backward[:, 1:] - backward[:, :-1]
+    dy[:-1] = backward[1:] - backward[:-1]
+    gradient = dx.square().sum(-1) + dy.square().sum(-1)
+    boundaries = (gradient <= BOUNDARY_RELATIVE * backward.square().sum(-1) + BOUNDARY_ABSOLUTE).to(backward.dtype)
+    return disocclusions(backward, forward) * boundaries
+
+
 def errors(outputs: list[Tensor], flow) -> float:  # type: ignore[no-untyped-def]
     values = []
     for i in range(1, len(outputs)):
         back, fwd = flow(i, i - 1), flow(i - 1, i)
-        values.append(warping_error(outputs[i], warp(outputs[i - 1], back), reliability(back, fwd)))
+        values.append(warping_error(outputs[i], warp(outputs[i - 1], back), measurement_mask(back, fwd)))
     return sum(values) / len(values)
 
 
@@ -136,6 +159,9 @@ def main() -> None:
                         help="the flow the chained methods use: DIS (a user's run) or the clip's exact flow (as "
                              "--flow DIR with exact .flo files)")
     parser.add_argument("--out", default="docs/video", help="folder for the side-by-side strip and results.json")
+    parser.add_argument("--cache", default=None, help="folder keeping each row's stylized frames, losses and seconds: "
+                        "a rerun with other flows or rows reads them back instead of redoing them (the independent "
+                        "rows do not depend on the flow)")
     args = parser.parse_args()
     weights = [float(v) for v in args.weights.split(",")]
     weight = args.weight if args.weight is not None else max(weights)
@@ -152,6 +178,7 @@ def main() -> None:
     for clip_name in args.clips.split(","):
         clip = makers[clip_name](args.size, args.frames)
         estimated = EstimatedFlow(clip.frames, "dis")
+        flow_tag = FLOW_TAG
         rows: list[tuple[str, Settings, FramePlan]] = []
         if "noise" in methods:
             rows.append(("independent, noise start", base.replace(init="noise"),
@@ -170,20 +197,33 @@ def main() -> None:
               f"{'s/frame':>8}", flush=True)
         clip_results = {}
         for label, settings, plan in rows:
-            started = time.perf_counter()
-            chain = clip.flow if args.chain_flow == "exact" else estimated
-            res = stylize_clip(session, clip.frames, [assets.STARRY_NIGHT], settings, chain, plan)
-            seconds = (time.perf_counter() - started) / len(clip.frames)
-            row = {"err_exact": errors(res.outputs, clip.flow), "err_dis": errors(res.outputs, estimated),
-                   "content": sum(r.losses["content"] for r in res.records) / len(res.records),
-                   "style": sum(r.losses["style"] for r in res.records) / len(res.records),
-                   "seconds_per_frame": seconds, "shots": len(res.shots)}
+            chained = plan.warm_start or plan.temporal_weight > 0
+            slug = "".join(ch if ch.isalnum() or ch in "=.+-" else "_" for ch in label)
+            key = (f"{clip_name}_{args.size}px_{args.frames}f_{F}-{f}_{slug}"
+                   + (f"_{args.chain_flow}-{flow_tag}" if chained else "") + ".pt")
+            cached = Path(args.cache) / key if args.cache else None
+            if cached is not None and cached.exists():
+                saved = torch.load(cached)
+                outputs, losses, seconds, shots = saved["outputs"], saved["losses"], saved["seconds"], saved["shots"]
+            else:
+                started = time.perf_counter()
+                chain = clip.flow if args.chain_flow == "exact" else estimated
+                res = stylize_clip(session, clip.frames, [assets.STARRY_NIGHT], settings, chain, plan)
+                seconds = (time.perf_counter() - started) / len(clip.frames)
+                outputs, losses, shots = res.outputs, [r.losses for r in res.records], len(res.shots)
+                if cached is not None:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save({"outputs": outputs, "losses": losses, "seconds": seconds, "shots": shots}, cached)
+            row = {"err_exact": errors(outputs, clip.flow), "err_dis": errors(outputs, estimated),
+                   "content": sum(v["content"] for v in losses) / len(losses),
+                   "style": sum(v["style"] for v in losses) / len(losses),
+                   "seconds_per_frame": seconds, "shots": shots}
             clip_results[label] = row
             print(f"{label:32} {row['err_exact']:10.5f} {row['err_dis']:10.5f} {row['content']:10.4g} "
                   f"{row['style']:10.4g} {seconds:8.1f}", flush=True)
             key = label.split(",")[0].replace(" ", "_").replace("+", "").strip("_")
-            strip = torch.cat([torch.cat([imageio.to_tensor(clip.frames[i]), res.outputs[i]], 2)
-                               for i in range(min(4, len(res.outputs)))], 3)
+            strip = torch.cat([torch.cat([imageio.to_tensor(clip.frames[i]), outputs[i]], 2)
+                               for i in range(min(4, len(outputs)))], 3)
             if not math.isnan(row["err_exact"]):
                 imageio.save_image(strip, out / f"{clip_name}_{key}_{label.split('G=')[-1] if 'G=' in label else 'x'}"
                                    f".png")

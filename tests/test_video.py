@@ -68,6 +68,48 @@ def test_reliability_marks_a_synthetic_occlusion() -> None:
     assert warping_error(torch.ones(1, 3, h, w), torch.zeros(1, 3, h, w), pan) == 1.0
 
 
+def test_motion_boundaries_use_central_differences_as_ruders_checker() -> None:
+    # a step of 4 px in u between columns 9 and 10: the central difference flags both sides of the step
+    step = torch.zeros(8, 20, 2)
+    step[:, 10:, 0] = 4.0
+    boundaries = motion_boundaries(step)
+    assert boundaries[:, 9].eq(0).all() and boundaries[:, 10].eq(0).all()
+    assert boundaries[:, :9].eq(1).all() and boundaries[:, 11:].eq(1).all()
+    # pixel-to-pixel noise of 0.05 px (an estimated flow's) is no boundary: its central difference cancels, where a
+    # forward difference (0.05^2 > 0.002) would flag every pixel
+    noise = torch.zeros(8, 20, 2)
+    noise[:, ::2, 0] = 0.05
+    assert motion_boundaries(noise)[1:-1, 1:-1].eq(1).all()
+
+
+def test_symmetric_flow_averages_two_estimates_where_they_agree() -> None:
+    from gramstyle.apps.video import symmetric
+
+    h, w = 12, 16
+    true = _translation(h, w, 2.0, 0.0)
+    error = torch.zeros(h, w, 2)
+    error[..., 1] = 0.2
+    estimate = true + error  # a -> b, off by 0.2 px
+    reverse = _translation(h, w, -2.0, 0.0) + error  # b -> a, followed back onto a: -(true) + error, negated
+    out = symmetric(estimate, reverse)
+    assert torch.allclose(out[:, :-3], true[:, :-3], atol=1e-5)  # the errors cancel where both are seen
+    disagree = _translation(h, w, 5.0, 0.0)  # a reverse flow that does not return: the estimate is kept
+    assert torch.equal(symmetric(estimate, disagree), estimate)
+
+
+def test_estimated_flow_is_subpixel_on_a_pan() -> None:
+    pytest.importorskip("cv2")
+    from gramstyle.apps.video import EstimatedFlow
+
+    big = imageio.load_image(assets.TUBINGEN, longest=160)
+    frames = [imageio.to_pil(big[:, :, 8:56, 8 + 2 * t:72 + 2 * t]) for t in range(2)]  # 2 px per frame
+    flow = EstimatedFlow(frames)
+    backward = flow(1, 0)  # frame 1's pixel p shows what frame 0 had at p + (2, 0)
+    error = (backward - torch.tensor([2.0, 0.0])).norm(dim=-1)[4:-4, 4:-4]
+    assert float(error.mean()) < 0.05
+    assert flow(1, 0) is backward  # kept
+
+
 def test_long_term_weights_closest_first() -> None:
     c1 = torch.tensor([[1.0, 0.0, 0.0, 1.0]])
     c2 = torch.tensor([[1.0, 1.0, 0.0, 0.0]])

@@ -24,7 +24,11 @@ from .errors import GramstyleError, literal
 
 #: Ruder et al.'s thresholds (sec. 3.1 of the paper): a pixel is disoccluded where the forward flow, followed
 #: back, does not return, |w~ + w^|^2 > OCCLUSION_RELATIVE (|w~|^2 + |w^|^2) + OCCLUSION_ABSOLUTE (pixels^2), and
-#: on a motion boundary where |grad u^|^2 + |grad v^|^2 > BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE.
+#: on a motion boundary where |grad u^|^2 + |grad v^|^2 > BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE. The same
+#: four constants are in Ruder's released checker (manuel-ruder/artistic-videos,
+#: consistencyChecker/consistencyChecker.cpp, `checkConsistency`: "0.01*(u2*u2 + v2*v2 + u*u + v*v) + 0.5f" and
+#: "0.01 * (u2*u2+v2*v2) + 0.002f"), whose flow gradient is the central difference CDerivative(3), [-0.5, 0, 0.5].
+#: Not taken from it: its Gaussian smoothing of the map (SMOOTH_STRENGH 0.8), which makes c soft; here c is 0 or 1.
 OCCLUSION_RELATIVE = 0.01
 OCCLUSION_ABSOLUTE = 0.5
 BOUNDARY_RELATIVE = 0.01
@@ -60,17 +64,18 @@ def inside(flow: Tensor) -> Tensor:
     return ((x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)).to(flow.dtype)
 
 
-def warp(picture: Tensor, flow: Tensor) -> Tensor:
-    """``picture`` ((1, C, H, W) or (C, H, W), or a flow (H, W, 2)) sampled bilinearly at p + flow(p); outside the
-    frame the nearest border pixel (such pixels get reliability 0 in `reliability`)."""
+def warp(picture: Tensor, flow: Tensor, mode: str = "bilinear") -> Tensor:
+    """``picture`` ((1, C, H, W) or (C, H, W), or a flow (H, W, 2)) sampled at p + flow(p), bilinearly or with
+    ``mode="bicubic"`` (sharper, may overshoot: clamp a picture after); outside the frame the nearest border pixel
+    (such pixels get reliability 0 in `reliability`)."""
     if picture.dim() == 3 and picture.shape[-1] == 2 and picture.shape[:2] == flow.shape[:2]:
-        return warp(picture.permute(2, 0, 1).unsqueeze(0), flow)[0].permute(1, 2, 0)
+        return warp(picture.permute(2, 0, 1).unsqueeze(0), flow, mode)[0].permute(1, 2, 0)
     batch = picture.unsqueeze(0) if picture.dim() == 3 else picture
     if tuple(batch.shape[2:]) != tuple(flow.shape[:2]):
         raise FlowError(f"a flow of {flow.shape[1]}x{flow.shape[0]} cannot warp a picture of "
                         f"{batch.shape[3]}x{batch.shape[2]}")
     grid = _grid(flow.to(batch.dtype))
-    out = torch.nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = torch.nn.functional.grid_sample(batch, grid, mode=mode, padding_mode="border", align_corners=True)
     return out if picture.dim() == 4 else out[0]
 
 
@@ -87,12 +92,14 @@ def disocclusions(backward: Tensor, forward: Tensor) -> Tensor:
 
 
 def motion_boundaries(backward: Tensor) -> Tensor:
-    """(H, W) mask, 1 away from motion boundaries of the backward flow: |grad u|^2 + |grad v|^2 (forward
-    differences, 0 at the last row and column) at most BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE."""
+    """(H, W) mask, 1 away from motion boundaries of the backward flow: |grad u|^2 + |grad v|^2 at most
+    BOUNDARY_RELATIVE |w^|^2 + BOUNDARY_ABSOLUTE, the gradient by central differences as in Ruder's checker (0 in
+    the first and last row and column). On an estimated flow the central difference also passes less of the flow's
+    pixel-to-pixel noise than a forward difference, so fewer false boundaries (docs/video.md)."""
     dx = torch.zeros_like(backward)
     dy = torch.zeros_like(backward)
-    dx[:, :-1] = backward[:, 1:] - backward[:, :-1]
-    dy[:-1] = backward[1:] - backward[:-1]
+    dx[:, 1:-1] = 0.5 * (backward[:, 2:] - backward[:, :-2])
+    dy[1:-1] = 0.5 * (backward[2:] - backward[:-2])
     gradient = dx.square().sum(-1) + dy.square().sum(-1)
     bound = BOUNDARY_RELATIVE * backward.square().sum(-1) + BOUNDARY_ABSOLUTE
     return (gradient <= bound).to(backward.dtype)

@@ -4,7 +4,7 @@
     gramstyle video frames/ starry.jpg -o styled/ --temporal-frames 1,2,4 --passes 2
 
 The first frame of each shot is stylized as ``transfer`` does; every later frame starts from the previous stylized
-frame warped by the optical flow (disoccluded pixels from the frame's usual start) and adds the temporal term
+frame warped by the optical flow (disoccluded pixels too, as Ruder's ``prevWarped``) and adds the temporal term
 (`gramstyle.temporal.TemporalTerm`) against the warped previous outputs, weighted by their reliability. A frame
 whose flow check fails over most of the picture is a hard cut: the chain restarts there. One `Session` serves the
 whole clip. Resumable frame by frame: a frame whose output and run record exist is read back, not redone.
@@ -16,12 +16,16 @@ the flow is estimated (OpenCV) rather than read from a folder of ``.flo`` files.
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
+import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,15 +41,37 @@ from ..config import Settings
 from ..errors import GramstyleError, SettingsError, literal
 from ..events import Callback
 from ..result import Result
+from ..result import record as run_record
 from ..session import Session
 from ..start import initial_image
-from ..temporal import TemporalTerm, closest_first, disocclusions, read_flo, reliability, warp, warping_error
+from ..temporal import (
+    OCCLUSION_ABSOLUTE,
+    TemporalTerm,
+    closest_first,
+    disocclusions,
+    read_flo,
+    reliability,
+    warp,
+    warping_error,
+)
+from .batch import Executor, Outcome, Work
 
 #: The temporal weight G (of the size-free term, against gramstyle's alpha = 1, beta = 1e3): measured in
-#: docs/video.md; the paper's 1e3 belongs to its own normalisation.
-DEFAULT_TEMPORAL_WEIGHT = 3e13
+#: docs/video.md (of 1e12, 3e12, 1e13 and 3e13, the largest that keeps the style loss within 20% of independent
+#: frames on 8-frame clips at 128 px, a zoom included); the paper's 1e3 belongs to its own normalisation.
+DEFAULT_TEMPORAL_WEIGHT = 1e12
 #: A frame is a hard cut when fewer than this share of its pixels pass the forward-backward check.
 CUT_FRACTION = 0.5
+#: How the previous output is resampled onto the frame (start and temporal target): bicubic, because bilinear
+#: resampling at sub-pixel offsets blurs, and chained frame after frame the blur builds up and raises the style loss
+#: (docs/video.md). The warping error is measured with bilinear warping, as Lai et al. do.
+PICTURE_WARP = "bicubic"
+#: Where a later frame's unreliable pixels start: "warped", the warped previous output there too, as Ruder et al.'s
+#: ``-init prevWarped`` does (manuel-ruder/artistic-videos, artistic_video.lua: ``img = warpImage(...)``), or
+#: "start", the frame's usual start there (the first version). "warped" keeps the painted texture where the flow
+#: is unreliable, and the optimization paints the content there from it: a lower style loss and warping error on
+#: the moving-object clip (docs/video.md).
+DISOCCLUDED_START = "warped"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif")
 
 
@@ -71,28 +97,55 @@ def _cv2() -> Any:
 
 
 class EstimatedFlow:
-    """Flow between frames by OpenCV's DIS (Kroeger et al. 2016, preset medium, refined to the finest scale) or
-    Farneback, on the frames as
-    stylized (the working size), computed on demand and kept."""
+    """Flow between frames by OpenCV's DIS (Kroeger et al. 2016) or Farneback, on the frames as stylized (the
+    working size), computed on demand and kept.
+
+    DIS is tuned for the small working sizes of style transfer (docs/video.md, "The flow", measured on the
+    benchmark's clips at 128 px): refined down to full resolution, 4-pixel patches at stride 1 (a moving object's
+    patches straddle its edge less), 25 variational refinement iterations with smoothness alpha 40 (fewer false
+    motion boundaries inside a zoom) and no patch mean normalization. Each direction is then averaged with the
+    reverse flow followed back, where the two agree (`symmetric`)."""
 
     def __init__(self, frames: Sequence[Image.Image], method: str = "dis") -> None:
         cv2 = _cv2()
         self.gray = [cv2.cvtColor(np.asarray(f.convert("RGB")), cv2.COLOR_RGB2GRAY) for f in frames]
         self.method = method
         self.cache: dict[tuple[int, int], Tensor] = {}
+        self.raw: dict[tuple[int, int], Tensor] = {}
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if method == "dis" else None
         if self._dis is not None:
-            self._dis.setFinestScale(0)  # down to full resolution: at working sizes it halves the error (docs/video.md)
+            self._dis.setFinestScale(0)
+            self._dis.setPatchSize(4)
+            self._dis.setPatchStride(1)
+            self._dis.setVariationalRefinementIterations(25)
+            self._dis.setVariationalRefinementAlpha(40.0)
+            self._dis.setUseMeanNormalization(False)
 
-    def __call__(self, a: int, b: int) -> Tensor:
-        if (a, b) not in self.cache:
+    def _raw(self, a: int, b: int) -> Tensor:
+        if (a, b) not in self.raw:
             cv2 = _cv2()
             if self._dis is not None:
                 flow = self._dis.calc(self.gray[a], self.gray[b], None)
             else:
                 flow = cv2.calcOpticalFlowFarneback(self.gray[a], self.gray[b], None, 0.5, 3, 15, 3, 5, 1.2, 0)
-            self.cache[(a, b)] = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32))
+            self.raw[(a, b)] = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32))
+        return self.raw[(a, b)]
+
+    def __call__(self, a: int, b: int) -> Tensor:
+        if (a, b) not in self.cache:
+            flow = self._raw(a, b)
+            self.cache[(a, b)] = symmetric(flow, self._raw(b, a)) if self._dis is not None else flow
         return self.cache[(a, b)]
+
+
+def symmetric(flow: Tensor, reverse: Tensor) -> Tensor:
+    """The flow a -> b averaged with the reverse flow b -> a followed back onto a's pixels and negated, where the
+    two agree within Ruder's absolute forward-backward tolerance (`temporal.OCCLUSION_ABSOLUTE`, 0.5 px^2); elsewhere
+    (occlusions) ``flow`` unchanged. Two estimates with independent errors: their mean has about half the squared
+    error."""
+    back = -warp(reverse, flow)
+    agree = ((back - flow).square().sum(-1, keepdim=True) < OCCLUSION_ABSOLUTE)
+    return torch.where(agree, 0.5 * (flow + back), flow)
 
 
 class FlowFolder:
@@ -169,13 +222,31 @@ def usual_start(settings: Settings, frame: Image.Image, styles: Sequence[Any]) -
                          settings.color_match)
 
 
+#: Where a frame's finished run goes (instead of ``outputs``): its index in the clip, its Result, its record's
+#: ``video`` entry.
+FrameSink = Callable[[int, Result, dict[str, Any]], None]
+
+
+def read_back(output: str, size: tuple[int, int], index: int) -> tuple[Tensor, FrameRecord]:
+    """A frame written by an earlier run: its image at the working size and its record (resumed)."""
+    record = json.loads(Path(output + ".json").read_text(encoding="utf-8"))
+    image = Image.open(output).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    info = record.get("video", {})
+    return imageio.to_tensor(image), FrameRecord(index, int(info.get("shot", 1)) - 1, int(record.get("steps", 0)),
+                                                 float(record.get("elapsed_seconds", 0.0)),
+                                                 record.get("final_losses", {}), info.get("reliable"), resumed=True)
+
+
 def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequence[Any], settings: Settings,
                  flow: FlowSource, plan: FramePlan, *, outputs: Sequence[str] | None = None,
                  record_extra: dict[str, Any] | None = None, on_frame: Callable[[FrameRecord], None] | None = None,
-                 callback: Callback | None = None) -> ClipResult:
+                 callback: Callback | None = None, first_frame: int = 0, clip_frames: int | None = None,
+                 sink: FrameSink | None = None) -> ClipResult:
     """Stylize ``frames`` (PIL images at the working size) in order; with ``outputs`` (one path per frame) each
     frame is saved with its run record as soon as it is done (the last pass's, with several passes), and a frame
-    whose output and record exist is read back instead (resuming)."""
+    whose output and record exist is read back instead (resuming). ``sink`` takes the finished frames instead of
+    ``outputs``. ``first_frame`` and ``clip_frames`` place ``frames`` in a longer clip (a shot run as its own job):
+    the records count frames and shots from there."""
     first_steps, later_steps = _steps(plan, settings)
     n = len(frames)
     contents = [imageio.to_tensor(f) for f in frames]
@@ -196,16 +267,10 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
         for pos, i in enumerate(order):
             if p == 0 and done(i):
                 assert outputs is not None
-                record = json.loads(Path(outputs[i] + ".json").read_text(encoding="utf-8"))
-                image = Image.open(outputs[i]).convert("RGB").resize(frames[i].size, Image.Resampling.LANCZOS)
-                results[i] = imageio.to_tensor(image)
-                info = record.get("video", {})
-                shot_of[i] = int(info.get("shot", 1)) - 1
+                results[i], records[i] = read_back(outputs[i], frames[i].size, i)
+                shot_of[i] = records[i].shot  # type: ignore[union-attr]
                 if not shots or shots[-1] != shot_of[i]:
                     shots.append(shot_of[i])
-                records[i] = FrameRecord(i, shot_of[i], int(record.get("steps", 0)),
-                                         float(record.get("elapsed_seconds", 0.0)), record.get("final_losses", {}),
-                                         info.get("reliable"), resumed=True)
                 if on_frame is not None:
                     on_frame(records[i])  # type: ignore[arg-type]
                 continue
@@ -223,7 +288,7 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
                 back, fwd = flow(i, k), flow(k, i)
                 previous = results[k]
                 assert previous is not None
-                warped.append(warp(previous, back))
+                warped.append(warp(previous, back, PICTURE_WARP).clamp(0, 1))
                 weights.append(reliability(back, fwd))
                 if fb is None:
                     fb = float(disocclusions(back, fwd).mean())
@@ -243,7 +308,9 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
             current = results[i]
             if neighbours and (plan.warm_start or p > 0):
                 c = weights[0][None, None]
-                if p == 0:
+                if p == 0 and DISOCCLUDED_START == "warped":
+                    init = warped[0]
+                elif p == 0:
                     init = c * warped[0] + (1 - c) * usual_start(settings, frames[i], styles)
                 else:  # later passes: blend the frame's last result with its warped neighbour (Ruder et al.)
                     assert current is not None
@@ -270,24 +337,184 @@ def stylize_clip(session: Session, frames: Sequence[Image.Image], styles: Sequen
                 out = torch.nn.functional.interpolate(out, size=contents[i].shape[2:], mode="bilinear")
             results[i] = out
             reliable = float(weights[0].mean()) if weights else None
-            records[i] = FrameRecord(i, shot_of[i], result.steps, seconds, result.losses, reliable)
-            if outputs is not None and p == passes - 1:
-                info = {"frame": i + 1, "frames": n, "shot": shot_of[i] + 1, "pass": p + 1, "passes": passes,
-                        "previous_frames": [k + 1 for k in neighbours], "reliable": reliable,
-                        "temporal_weight": plan.temporal_weight if extra is not None else 0.0}
-                result.save(outputs[i], extra={"video": info, **(record_extra or {})})
+            records[i] = FrameRecord(first_frame + i, first_frame + shot_of[i], result.steps, seconds, result.losses,
+                                     reliable)
+            if (outputs is not None or sink is not None) and p == passes - 1:
+                info = {"frame": first_frame + i + 1, "frames": clip_frames or n, "shot": first_frame + shot_of[i] + 1,
+                        "pass": p + 1, "passes": passes, "previous_frames": [first_frame + k + 1 for k in neighbours],
+                        "reliable": reliable, "temporal_weight": plan.temporal_weight if extra is not None else 0.0}
+                if sink is not None:
+                    sink(i, result, info)
+                else:
+                    assert outputs is not None
+                    result.save(outputs[i], extra={"video": info, **(record_extra or {})})
             if on_frame is not None and p == passes - 1:
                 on_frame(records[i])  # type: ignore[arg-type]
 
     final = [r for r in results if r is not None]
+    return ClipResult(final, [r for r in records if r is not None], sorted(set(shots)),
+                      temporal_errors(final, sorted(set(shots)), flow))
+
+
+def temporal_errors(outputs: Sequence[Tensor], shots: Sequence[int], flow: FlowSource) -> list[float | None]:
+    """Per frame, the warping error against the previous output (None for the first frame of each shot)."""
     errors: list[float | None] = [None]
-    for i in range(1, n):
-        if shot_of[i] != shot_of[i - 1] or i in shots:
+    for i in range(1, len(outputs)):
+        if i in shots:
             errors.append(None)
             continue
         back, fwd = flow(i, i - 1), flow(i - 1, i)
-        errors.append(warping_error(final[i], warp(final[i - 1], back), reliability(back, fwd)))
-    return ClipResult(final, [r for r in records if r is not None], sorted(set(shots)), errors)
+        errors.append(warping_error(outputs[i], warp(outputs[i - 1], back), reliability(back, fwd)))
+    return errors
+
+
+def find_shots(flow: FlowSource, count: int) -> list[int]:
+    """The first frame of each shot: frame 0 and every frame whose forward-backward check against the previous
+    frame passes on fewer than CUT_FRACTION of its pixels (the test `stylize_clip` applies as it goes)."""
+    return [0] + [i for i in range(1, count) if float(disocclusions(flow(i, i - 1), flow(i - 1, i)).mean())
+                  < CUT_FRACTION]
+
+
+# --- shots as batch jobs --------------------------------------------------------------------------------------------
+
+#: The batch executors' task name for one shot (`gramstyle.apps.batch.runner.execute` imports and calls it).
+SHOT_TASK = "gramstyle.apps.video:run_shot"
+
+
+def flow_source(spec: str, frames: Sequence[Image.Image], first_frame: int = 0) -> FlowSource:
+    """``--flow``'s value as a flow source over ``frames``, which start at ``first_frame`` of the clip (a folder
+    of .flo files names the clip's frames)."""
+    if spec in ("dis", "farneback"):
+        return EstimatedFlow(frames, spec)
+    folder = FlowFolder(spec)
+    return folder if first_frame == 0 else (lambda a, b: folder(a + first_frame, b + first_frame))
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shot_work(frames: Sequence[Image.Image], first: int, names: Sequence[str], styles: Sequence[str],
+              settings: Settings, plan: FramePlan, flow: str, clip_frames: int,
+              record_extra: dict[str, Any] | None = None) -> Work:
+    """One shot (frames ``first`` .. ``first + len(frames) - 1`` of the clip) as a batch `Work`: its frames at the
+    working size as PNGs in a zip, the style files' bytes, the settings and the video plan."""
+    return Work(id=f"shot-{first + 1}", task=SHOT_TASK,
+                settings={"settings": settings.to_dict(), "plan": asdict(plan), "flow": flow, "first": first,
+                          "clip_frames": clip_frames, "names": list(names), "record_extra": record_extra or {}},
+                content=(f"shot-{first + 1}.zip", _zip({f"{i:06d}.png": _png(f) for i, f in enumerate(frames)})),
+                styles=tuple((style, Path(style).read_bytes()) for style in styles),
+                output=names[0])
+
+
+def run_shot(session: Session, work: Work) -> Outcome:
+    """A batch worker's side of `shot_work`: stylize the shot with `stylize_clip` and return each frame's image
+    (in its output's format) and run record in a zip (``Outcome.png``) and its `FrameRecord`s
+    (``Outcome.record["frames"]``). A `GramstyleError` is the job's failure, returned."""
+    started = time.perf_counter()
+    spec = work.settings
+    try:
+        settings = Settings.from_dict(spec["settings"])
+        plan = FramePlan(**{**spec["plan"], "temporal_frames": tuple(spec["plan"]["temporal_frames"])})
+        if work.content is None or work.content[1] is None:
+            raise VideoError(f"{literal(work.id)}: no frames")
+        with zipfile.ZipFile(io.BytesIO(work.content[1])) as archive:
+            frames = [Image.open(io.BytesIO(archive.read(name))).convert("RGB") for name in sorted(archive.namelist())]
+        styles = []
+        for name, data in work.styles:
+            if data is None:
+                raise VideoError(f"{literal(name)}: cannot be read")
+            styles.append(imageio.open_image(Image.open(io.BytesIO(data)), settings.max_pixels))
+        first, names = int(spec["first"]), list(spec["names"])
+        members: dict[str, bytes] = {}
+
+        def sink(i: int, result: Result, info: dict[str, Any]) -> None:
+            with tempfile.TemporaryDirectory() as folder:  # the encoder `Result.save` uses, options included
+                encoded = Path(folder) / names[i]
+                imageio.encode_image(result.image, encoded, names[i])
+                members[names[i]] = encoded.read_bytes()
+            rec = run_record(result, names[i], {"video": info, **spec["record_extra"]})
+            rec["inputs"] = {**rec.get("inputs", {}), "style": [name for name, _ in work.styles]}
+            members[names[i] + ".json"] = json.dumps(rec).encode()
+
+        clip = stylize_clip(session, frames, styles, settings, flow_source(spec["flow"], frames, first), plan,
+                            first_frame=first, clip_frames=int(spec["clip_frames"]), sink=sink)
+    except GramstyleError as exc:
+        return Outcome(work.id, error=str(exc), error_type=type(exc).__name__, field=exc.field, pid=os.getpid(),
+                       elapsed=time.perf_counter() - started)
+    return Outcome(work.id, png=_zip(members), record={"frames": [vars(r) for r in clip.records]}, pid=os.getpid(),
+                   elapsed=time.perf_counter() - started)
+
+
+def _write_frame(path: str, image: bytes, record: dict[str, Any]) -> None:
+    """A frame's image and record, written together atomically (as `Result.save` does)."""
+    with files.atomic_paths([path, path + ".json"]) as (image_tmp, record_tmp):
+        image_tmp.write_bytes(image)
+        record_tmp.write_text(json.dumps({**record, "output": path, "image_sha256": files.sha256_of(image_tmp)},
+                                         indent=2) + "\n", encoding="utf-8")
+
+
+def stylize_shots(frames: Sequence[Image.Image], styles: Sequence[str], settings: Settings, flow: str,
+                  plan: FramePlan, executor: Executor, outputs: Sequence[str], *,
+                  record_extra: dict[str, Any] | None = None,
+                  on_frame: Callable[[FrameRecord], None] | None = None) -> ClipResult:
+    """`stylize_clip` with the clip split at its hard cuts (`find_shots`, the same test) and each shot run as a job
+    by a batch executor (`LocalExecutor` processes or `RayExecutor` actors): shots are independent, so the frames
+    are those of the sequential run. The driver writes every frame; a shot whose frames are all written is read
+    back, not redone (one pass only, as `stylize_clip` resumes)."""
+    n = len(frames)
+    driver_flow = flow_source(flow, frames)
+    firsts = find_shots(driver_flow, n)
+    bounds = list(zip(firsts, [*firsts[1:], n], strict=True))
+    results: list[Tensor | None] = [None] * n
+    records: list[FrameRecord | None] = [None] * n
+    works: list[Work] = []
+    names = [Path(o).name for o in outputs]
+    folder_of = {Path(o).name: o for o in outputs}
+    for first, end in bounds:
+        done = plan.passes == 1 and all(Path(outputs[i]).exists() and Path(outputs[i] + ".json").exists()
+                                        for i in range(first, end))
+        if done:
+            for i in range(first, end):
+                results[i], records[i] = read_back(outputs[i], frames[i].size, i)
+                if on_frame is not None:
+                    on_frame(records[i])  # type: ignore[arg-type]
+            continue
+        works.append(shot_work(frames[first:end], first, names[first:end], styles, settings, plan, flow, n,
+                               record_extra))
+    failures: list[str] = []
+
+    def finished(outcome: Outcome) -> None:
+        if outcome.error is not None or outcome.png is None or outcome.record is None:
+            failures.append(f"{outcome.id}: {outcome.error}")
+            return
+        with zipfile.ZipFile(io.BytesIO(outcome.png)) as archive:
+            for item in outcome.record["frames"]:
+                record = FrameRecord(**item)
+                name = names[record.index]
+                image = archive.read(name)
+                _write_frame(folder_of[name], image, json.loads(archive.read(name + ".json")))
+                results[record.index] = imageio.to_tensor(Image.open(io.BytesIO(image)).convert("RGB"))
+                records[record.index] = record
+                if on_frame is not None:
+                    on_frame(record)
+
+    if works:
+        executor.run(works, finished)
+    if failures:
+        raise VideoError("; ".join(literal(f) for f in failures))
+    final = [r for r in results if r is not None]
+    return ClipResult(final, [r for r in records if r is not None], firsts, temporal_errors(final, firsts, driver_flow))
 
 
 # --- reading and writing clips ---------------------------------------------------------------------------------
@@ -395,6 +622,7 @@ def _frames_list(text: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: Any) -> None:
+    from .batch.cli import add_execution_flags
     from .cli import _add_settings, _number
 
     p = sub.add_parser("video", help="stylize a clip (video file or folder of frames) without flicker (Ruder et al.)")
@@ -419,11 +647,12 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--passes", type=_number(int, "an integer"), default=1, metavar="N",
                        help="passes over the clip, alternating direction (Ruder et al.'s multi-pass) [default: 1]")
     _add_settings(p, "transfer")
+    # --jobs, --ray, --cpus-per-job, --gpus-per-job, -q, --verbose: the shots (split at hard cuts) as batch jobs
+    add_execution_flags(p, _number, unit="shot")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", required=True,
                      help="a video file, or a folder for the stylized frames (same names); the clip record goes to "
                           "OUTPUT.json (video) or OUTPUT/clip.json (folder)")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -453,10 +682,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
               for i, f in enumerate(clip.frames)]
     if len({f.size for f in frames}) > 1:
         raise VideoError(f"{literal(args.input)}: the frames differ in size")
-    if args.flow in ("dis", "farneback"):
-        flow: FlowSource = EstimatedFlow(frames, args.flow)
-    else:
-        flow = FlowFolder(args.flow)
+    executor: Executor | None = None
+    if args.jobs != 1 or args.ray is not None:
+        from .batch.cli import executor_from_args
+
+        executor = executor_from_args(args)
+    flow = flow_source(args.flow, frames)
 
     if to_video:
         folder = Path(args.output + ".frames")
@@ -476,15 +707,22 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> None:
         bar = tqdm(total=len(frames), unit="frame", file=sys.stderr, dynamic_ncols=True)
 
     def on_frame(record: FrameRecord) -> None:
+        if bar is not None and args.verbose:
+            bar.write(f"frame {record.index + 1}: shot {record.shot + 1}, style {record.losses.get('style', 0.0):.4g}"
+                      + (", resumed" if record.resumed else f", {record.seconds:.1f} s"), file=sys.stderr)
         if bar is not None:
             bar.set_postfix_str(f"shot {record.shot + 1}; style {record.losses.get('style', 0.0):.3g}"
                                 + ("; resumed" if record.resumed else ""), refresh=False)
             bar.update(1)
 
-    session = Session()
     try:
-        result = stylize_clip(session, frames, args.style, settings, flow, plan, outputs=outputs,
-                              record_extra={"command_line": ["gramstyle", *argv]}, on_frame=on_frame)
+        extra = {"command_line": ["gramstyle", *argv]}
+        if executor is None:
+            result = stylize_clip(Session(), frames, args.style, settings, flow, plan, outputs=outputs,
+                                  record_extra=extra, on_frame=on_frame)
+        else:
+            result = stylize_shots(frames, args.style, settings, args.flow, plan, executor, outputs,
+                                   record_extra=extra, on_frame=on_frame)
     finally:
         if bar is not None:
             bar.close()

@@ -9,6 +9,7 @@ record (their id and settings), not the manifest, and adds the manifest line a k
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import multiprocessing
@@ -81,7 +82,12 @@ def _decode(name: str, data: bytes | None, max_pixels: int) -> Image.Image:
 
 def execute(session: Session, work: Work) -> Outcome:
     """Run one job in `session`. A `GramstyleError` (a bad input, a setting no run can use) is the job's failure,
-    returned, never raised: it would fail again on any retry."""
+    returned, never raised: it would fail again on any retry. A task ``gramstyle.apps.MODULE:FUNCTION`` is a front
+    door's own kind of job (a video's shot): ``FUNCTION(session, work)`` runs it and returns its Outcome."""
+    if work.task.startswith("gramstyle.apps.") and ":" in work.task:
+        module, _, name = work.task.partition(":")
+        handler: Callable[[Session, Work], Outcome] = getattr(importlib.import_module(module), name)
+        return handler(session, work)
     start = time.monotonic()
     try:
         settings = Settings.from_dict(work.settings)
