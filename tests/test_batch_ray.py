@@ -84,3 +84,16 @@ def test_jobs_spread_over_both_nodes_of_a_two_node_cluster(tmp_path: Path) -> No
         if ray.is_initialized():
             ray.shutdown()
         cluster.shutdown()
+
+
+def test_content_and_texture_jobs_run_on_ray_as_locally(local_ray: None, tmp_path: Path) -> None:
+    from gramstyle.apps.figures import panels
+
+    jobs = [p.job for p in panels(size=64, steps=2) if p.id in ("fig1_content_conv2_1", "fig1_style_2")]
+    local = batch(jobs, tmp_path / "local", executor=LocalExecutor(jobs=1, threads=1), sheet=False)
+    on_ray = batch(jobs, tmp_path / "ray", executor=RayExecutor(cpus_per_job=1), sheet=False)
+    assert local.ok and on_ray.ok and len(on_ray.done) == 2
+    names = [p.name for p in (tmp_path / "local").glob("*.png")]
+    assert len(names) == 2
+    for name in names:
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from gramstyle import reconstruct_content, synthesize_texture
 from gramstyle.apps import cli
-from gramstyle.apps.batch import MANIFEST, LocalExecutor, batch
+from gramstyle.apps.batch import MANIFEST, LocalExecutor
 from gramstyle.apps.batch.jobs import load_inputs, with_ids
 from gramstyle.apps.figures import PANELS, RESULTS, TITLES, identified, make_figures, panels
 from gramstyle.apps.grid import compose
@@ -133,16 +133,3 @@ def test_a_rerun_does_nothing_and_says_so_and_a_deleted_panel_is_redone_alone(
     lines = manifest(out)
     assert len(lines) == 4 and lines[-1]["output"] == munch.name and lines[-1]["task"] == "transfer"
     assert json.loads((out / RESULTS).read_text())["panels"]["fig2_B_turner"] == results["fig2_B_turner"]
-
-
-@pytest.mark.slow
-def test_content_and_texture_jobs_run_on_ray_as_locally(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
-    from gramstyle.apps.batch import RayExecutor
-
-    jobs = [p.job for p in panels(size=64, steps=2) if p.id in ("fig1_content_conv2_1", "fig1_style_2")]
-    local = batch(jobs, tmp_path / "local", executor=LocalExecutor(jobs=1, threads=1), sheet=False)
-    on_ray = batch(jobs, tmp_path / "ray", executor=RayExecutor(num_cpus=2), sheet=False)
-    assert local.ok and on_ray.ok and len(on_ray.done) == 2
-    for name in (p.name for p in (tmp_path / "local").glob("*.png")):
-        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()

@@ -115,15 +115,15 @@ def test_figure_panels_follow_the_paper() -> None:
 @pytest.mark.slow
 def test_figures_command_smoke_and_resume(tmp_path, capsys) -> None:
     out = tmp_path / "figs"
-    assert cli.main(["figures", "--size", "128", "--steps", "4", "-q", "-o", str(out)]) == 0
+    assert cli.main(["figures", "--size", "64", "--steps", "3", "-q", "-o", str(out)]) == 0
     for name in ("fig1.png", "fig2.png", "fig3.png", "results.json"):
         assert (out / name).is_file()
     results = json.loads((out / "results.json").read_text())["panels"]
     assert len(results) == 10 + 3 + 20
-    assert all(r["steps"] == 4 and r["final_losses"]["total"] > 0 for r in results.values())
+    assert all(r["steps"] == 3 and r["final_losses"]["total"] > 0 for r in results.values())
     # Resumable: a rerun finds every panel done and changes none of them.
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "panels").iterdir()}
-    assert cli.main(["figures", "--size", "128", "--steps", "4", "-q", "-o", str(out), "--only", "fig1"]) == 0
+    assert cli.main(["figures", "--size", "64", "--steps", "3", "-q", "-o", str(out), "--only", "fig1"]) == 0
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "panels").iterdir()}
     assert capsys.readouterr().err == ""
 
