@@ -41,6 +41,7 @@ from gramstyle import images as imageio
 from gramstyle.apps.video import EstimatedFlow, FramePlan, stylize_clip
 from gramstyle.config import Settings
 from gramstyle.temporal import BOUNDARY_ABSOLUTE, BOUNDARY_RELATIVE, disocclusions, warp, warping_error
+from machine import cpu_description  # this folder is on sys.path when a script in it runs
 
 
 @dataclass
@@ -163,6 +164,7 @@ def main() -> None:
                         "a rerun with other flows or rows reads them back instead of redoing them (the independent "
                         "rows do not depend on the flow)")
     args = parser.parse_args()
+    print(f"CPU: {cpu_description()}", file=sys.stderr)
     weights = [float(v) for v in args.weights.split(",")]
     weight = args.weight if args.weight is not None else max(weights)
     methods = args.methods.split(",")
