@@ -374,8 +374,14 @@ def test_an_interrupt_between_the_renames_is_held_until_both_are_done(tmp_path: 
 
     monkeypatch.setattr(os, "replace", replace_then_interrupt)
     written: list[Path] = []
-    with pytest.raises(KeyboardInterrupt):
-        save_result(fake_result(5), str(out), written=written)
+    # Python's own Ctrl-C handler, whatever an earlier test or library left in this process (a SIGINT that is
+    # ignored is rightly not raised after the renames, and the test would not see it)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_result(fake_result(5), str(out), written=written)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert written == [out, tmp_path / "out.png.json"]  # both, then the interrupt
     record = json.loads((tmp_path / "out.png.json").read_text())
     assert record["image_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
