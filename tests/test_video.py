@@ -152,14 +152,20 @@ def _pan_frames(source: Path, count: int, start: int = 0) -> list[torch.Tensor]:
     return [big[:, :, :48, start + 3 * t:start + 3 * t + 64] for t in range(count)]
 
 
+def _folder_with_a_cut(frames: Path, pattern: str) -> list[str]:
+    """Four 64 x 48 frames in `frames` (made), two pans of two pictures: a hard cut at frame 3; their names."""
+    frames.mkdir()
+    clip = _pan_frames(assets.TUBINGEN, 2) + _pan_frames(assets.THE_SCREAM, 2, start=10)
+    names = [pattern.format(i) for i in range(4)]
+    for name, frame in zip(names, clip, strict=True):
+        imageio.save_image(frame, frames / name)
+    return names
+
+
 @pytest.mark.slow
 def test_video_folder_end_to_end_with_a_cut_and_resume(tmp_path: Path) -> None:
     frames = tmp_path / "frames"
-    frames.mkdir()
-    clip = _pan_frames(assets.TUBINGEN, 2) + _pan_frames(assets.THE_SCREAM, 2, start=10)  # a hard cut at frame 3
-    names = [f"shot_{i:02d}.png" for i in range(4)]
-    for name, frame in zip(names, clip, strict=True):
-        imageio.save_image(frame, frames / name)
+    names = _folder_with_a_cut(frames, "shot_{:02d}.png")  # a hard cut at frame 3
     out = tmp_path / "styled"
     argv = ["video", str(frames), str(assets.STARRY_NIGHT), "-o", str(out), "--size", "64", "--first-frame-steps",
             "4", "--frame-steps", "2", "--device", "cpu", "-q"]

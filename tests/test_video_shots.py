@@ -11,22 +11,17 @@ import pytest
 from PIL import Image
 
 from gramstyle import assets
-from gramstyle import images as imageio
 from gramstyle.apps.batch import LocalExecutor
 from gramstyle.apps.cli import main
 from test_cli import _one_torch_thread  # noqa: F401  (the autouse fixture: in-process runs on one thread)
-from test_video import _pan_frames
+from test_video import _folder_with_a_cut
 
 
 @pytest.mark.slow
 def test_shots_as_jobs_give_the_sequential_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("cv2")
     frames = tmp_path / "frames"
-    frames.mkdir()
-    clip = _pan_frames(assets.TUBINGEN, 2) + _pan_frames(assets.THE_SCREAM, 2, start=10)  # a hard cut at frame 3
-    names = [f"f{i}.png" for i in range(4)]
-    for name, frame in zip(names, clip, strict=True):
-        imageio.save_image(frame, frames / name)
+    names = _folder_with_a_cut(frames, "f{}.png")  # a hard cut at frame 3
     common = [str(frames), str(assets.STARRY_NIGHT), "--size", "64", "--first-frame-steps", "4", "--frame-steps",
               "2", "--device", "cpu", "-q"]
     assert main(["video", *common, "-o", str(tmp_path / "seq")]) == 0
