@@ -10,6 +10,10 @@ here when run alone, forward, on random inputs of the same shapes.
 
     python benchmarks/step_time.py                                  # 256 and 512 px, fp32 and bf16, CPU
     python benchmarks/step_time.py --sizes 512 1024 --device cuda --precisions fp32 bf16
+    python benchmarks/step_time.py --sizes 256 512 1024 --precisions fp32 --convolutions direct winograd
+
+With --convolutions winograd the predicted time is still the direct method's FLOPs over the direct
+convolutions' throughput: a ratio below 1 is what Winograd's fewer multiplications save.
 """
 
 from __future__ import annotations
@@ -73,7 +77,8 @@ def conv_throughput(height: int, width: int, device: str, dtype_name: str, repea
     return vgg_flops(height, width)["conv_forward"] / best
 
 
-def measure(size: int, steps: int, device: str, warmup: int, precision: str) -> dict[str, float | str]:
+def measure(size: int, steps: int, device: str, warmup: int, precision: str,
+            convolution: str = "auto") -> dict[str, float | str]:
     import torch
 
     import gramstyle
@@ -93,13 +98,14 @@ def measure(size: int, steps: int, device: str, warmup: int, precision: str) -> 
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     result = gramstyle.transfer(DEMO_CONTENT, DEMO_STYLE, size=size, steps=warmup + steps, device=device,
-                                precision=precision, callback=tick)
+                                precision=precision, convolution=convolution, callback=tick)
     total = time.perf_counter() - start
     timed = sorted(times[warmup:])
     width, height = result.image.size
     out: dict[str, float | str] = {
         "size": size, "width": width, "height": height, "device": device, "threads": torch.get_num_threads(),
-        "precision": result.precision, "steps": len(timed), "median_s_per_step": timed[len(timed) // 2],
+        "precision": result.precision, "convolution": "/".join(result.convolutions), "steps": len(timed),
+        "median_s_per_step": timed[len(timed) // 2],
         "mean_s_per_step": sum(timed) / len(timed), "wall_s": total, "final_loss": result.losses["total"],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -116,26 +122,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "auto"))
+    parser.add_argument("--convolutions", nargs="+", default=["auto"], choices=("auto", "direct", "winograd"))
     parser.add_argument("--steps", type=int, default=20, help="timed steps per size")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--convolution", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     print(f"CPU: {cpu_description()}", file=sys.stderr)
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.steps, args.device, args.warmup, args.precision)))
+        print(json.dumps(measure(args.one, args.steps, args.device, args.warmup, args.precision, args.convolution)))
         return
-    print(f"{'size':>10} {'device':>6} {'prec':>5} {'threads':>7} {'s/step':>8} {'GFLOP':>6} {'conv GFLOP/s':>12} "
-          f"{'predicted':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak CUDA MiB':>13}")
+    print(f"{'size':>10} {'device':>6} {'prec':>5} {'conv':>8} {'threads':>7} {'s/step':>8} {'GFLOP':>6} "
+          f"{'conv GFLOP/s':>12} {'predicted':>9} {'ratio':>6} {'peak RSS MiB':>12} {'peak CUDA MiB':>13}")
     for size in args.sizes:
-        for precision in args.precisions:
+        for precision, convolution in ((p, c) for p in args.precisions for c in args.convolutions):
             command = [sys.executable, __file__, "--one", str(size), "--steps", str(args.steps), "--warmup",
-                       str(args.warmup), "--device", args.device, "--precision", precision]
+                       str(args.warmup), "--device", args.device, "--precision", precision, "--convolution",
+                       convolution]
             line = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
             r = json.loads(line.strip().splitlines()[-1])
             cuda = f"{r['peak_cuda_mib']:13.0f}" if "peak_cuda_mib" in r else f"{'-':>13}"
-            print(f"{r['width']:>4}x{r['height']:<5} {r['device']:>6} {r['precision']:>5} {r['threads']:>7} "
+            print(f"{r['width']:>4}x{r['height']:<5} {r['device']:>6} {r['precision']:>5} {r['convolution']:>8} "
+                  f"{r['threads']:>7} "
                   f"{r['median_s_per_step']:8.4f} {r['step_gflop']:6.1f} {r['conv_gflops']:12.0f} "
                   f"{r['predicted_s_per_step']:9.4f} {r['median_s_per_step'] / r['predicted_s_per_step']:6.2f} "
                   f"{r['peak_rss_mib']:12.0f} {cuda}", flush=True)

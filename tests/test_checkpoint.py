@@ -13,6 +13,7 @@ from gramstyle import Settings, tiling
 from gramstyle import session as session_module
 from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
 from gramstyle.checkpoint import Checkpointer, CheckpointError, load
+from gramstyle.devices import resolve_convolution
 from gramstyle.errors import SettingsError
 from gramstyle.optimize import LBFGS
 from gramstyle.session import Session
@@ -20,6 +21,8 @@ from gramstyle.session import Session
 pytestmark = pytest.mark.slow  # every test here optimizes the real images (64 px, a few steps)
 
 BASE = Settings(size=64, steps=6, precision="fp32", tile="off")
+# whether BASE's untiled stages take Winograd's route here (their memory plan counts its workspace)
+WINOGRAD = resolve_convolution("auto", torch.device("cpu"), torch.float32, tiled=False, pixels=64 * 48)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ def test_auto_tiles_only_when_untiled_would_not_fit(session: Session, monkeypatc
     net = session.network(BASE, torch.device("cpu"))
     layers = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
     shape = (48, 64)
-    untiled = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 50, "lbfgs").total
+    untiled = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 50, "lbfgs", WINOGRAD).total
     monkeypatch.setattr(session_module, "available_memory", lambda device: int(untiled / tiling.USABLE) + 1)
     assert _run(session, BASE.replace(steps=1, tile="auto")).tiles == [None]
     monkeypatch.setattr(session_module, "available_memory", lambda device: 2**30)
@@ -111,16 +114,16 @@ def test_memory_plan_counts_the_pairs_a_stage_can_hold_and_shortens_the_history_
     shape, vector = (48, 64), 48 * 64 * 3 * 4  # one L-BFGS vector of this stage, bytes
 
     def plan(pairs_room: float, steps: int) -> tiling.MemoryPlan:
-        base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+        base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs", WINOGRAD).total
         available = (base + 2 * vector * pairs_room) / tiling.USABLE
         return tiling.plan_memory(net, shape, layers, ["conv4_2"], torch.float32, "auto", 50, "lbfgs",
-                                  int(available), steps=steps)
+                                  int(available), steps=steps, winograd=WINOGRAD)
 
     assert plan(15.5, steps=12) == tiling.MemoryPlan(None, 50)  # 12 steps hold at most 12 pairs: the whole fits
     assert plan(15.5, steps=100) == tiling.MemoryPlan(None, 15)  # shortened to the 15 pairs that fit
     with pytest.raises(SettingsError, match="would fit"):
         plan(tiling.MIN_HISTORY - 1.5, steps=100)  # below the floor: refused, with the size that fits
-    base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs").total
+    base = tiling.estimate(net, shape, layers, ["conv4_2"], torch.float32, None, 0, "lbfgs", WINOGRAD).total
     monkeypatch.setattr(session_module, "available_memory",
                         lambda device: int((base + 2 * vector * 15.5) / tiling.USABLE))
     run = _run(session, BASE.replace(steps=20, tile="auto"))

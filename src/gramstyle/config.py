@@ -30,6 +30,7 @@ Pooling = Literal["avg", "max"]
 Optimizer = Literal["lbfgs", "adam"]
 Preprocessing = Literal["caffe", "torchvision"]
 Precision = Literal["auto", "fp32", "bf16"]
+Convolution = Literal["auto", "direct", "winograd"]
 PreserveColor = Literal["none", "luminance", "histogram"]
 ColorMatch = Literal["pca", "chol"]
 LayerWeights = tuple[tuple[str, float], ...]
@@ -300,6 +301,16 @@ class Settings:
         # natively (CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (CUDA: not yet measured); emulated bf16
         # is many times slower than fp32 (docs/benchmarks.md).
         metadata=_opt("arithmetic of the network's convolutions: auto, fp32 or bf16 (losses and image stay fp32)"),
+    )
+    convolution: Convolution = field(
+        default="auto",
+        # Not a change of the objective: the targets and the final losses are computed directly; only the
+        # optimizer's evaluations take Winograd's route, with a relative error of about 1e-4 on the gradient.
+        # auto = winograd for float32 on CPUs whose widest vectors are AVX2, in untiled stages of at least
+        # 100,000 pixels (tiles stay direct and exact; smaller images gain nothing), where it measured up to
+        # 1.3x faster per step (docs/benchmarks.md, "Winograd convolutions").
+        metadata=_opt("how the CPU computes the network's large 3x3 convolutions in fp32: auto, direct (oneDNN) "
+                      "or winograd (NNPACK: fewer multiplications, about 1e-4 relative error on the gradient)"),
     )
     tile: str = field(
         default="auto",

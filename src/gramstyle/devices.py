@@ -56,6 +56,26 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def resolve_convolution(name: str, device: torch.device, precision: torch.dtype, tiled: bool,
+                        pixels: int) -> bool:
+    """Whether a stage's evaluations take Winograd's route (`gramstyle.vgg.winograd`). ``auto``: on the CPU in
+    float32, untiled, for images of at least `winograd.MIN_PIXELS` pixels, where PyTorch's CPU kernels are AVX2
+    ones (NNPACK's kernels are AVX2 ones; where oneDNN has AVX-512 it has not been measured against them, and
+    bf16 is the faster route there anyway)."""
+    from .vgg import winograd
+
+    if name == "direct":
+        return False
+    usable = device.type == "cpu" and precision == torch.float32 and winograd.available()
+    if name == "winograd":
+        if not usable:
+            raise SettingsError("{convolution} winograd needs the CPU, {precision} fp32 and PyTorch's NNPACK",
+                                field="convolution")
+        return True
+    return (usable and not tiled and pixels >= winograd.MIN_PIXELS
+            and torch.backends.cpu.get_cpu_capability() == "AVX2")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (oneDNN's own check, a private torch API; without it, no).
 

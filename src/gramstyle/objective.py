@@ -225,9 +225,10 @@ class Objective:
     """sum_k weight_k term_k(features, image): eq. 7 when the terms are content (alpha) and style (beta)."""
 
     def __init__(self, net: VGGFeatures, terms: Sequence[tuple[Term, float]],
-                 precision: torch.dtype = torch.float32) -> None:
+                 precision: torch.dtype = torch.float32, winograd: bool = False) -> None:
         self.net = net
         self.precision = precision
+        self.winograd = winograd  # the large convolutions by Winograd (`gramstyle.vgg.winograd`), except exact
         self.terms = [(term, float(weight)) for term, weight in terms if weight != 0]
         if not self.terms:
             raise ValueError("the objective has no terms: give content or style layers with non-zero weights")
@@ -241,10 +242,11 @@ class Objective:
     def build(cls, net: VGGFeatures, *, content_image: Tensor | None, content_layers: Sequence[tuple[str, float]],
               style_images: Sequence[Tensor], style_layers: Sequence[tuple[str, float]],
               style_blend: Sequence[float] | None, alpha: float, beta: float, tv_weight: float,
-              guidance: Guidance | None = None, precision: torch.dtype = torch.float32) -> Objective:
+              guidance: Guidance | None = None, precision: torch.dtype = torch.float32,
+              winograd: bool = False) -> Objective:
         """The paper's objective (eq. 7, plus the optional total variation), targets computed from the images
-        once, always in float32 (they are the objective; ``precision`` is the network's arithmetic when it
-        evaluates an image)."""
+        once, always in float32 and directly (they are the objective; ``precision`` and ``winograd`` are how
+        the network computes when it evaluates an image)."""
         terms: list[tuple[Term, float]] = []
         content_weights = canonical_weights(content_layers)
         if content_image is not None and content_weights and alpha:
@@ -255,24 +257,25 @@ class Objective:
             terms.append((style_term(net, style_images, style_weights, style_blend, guidance), beta))
         if tv_weight:
             terms.append((TotalVariationTerm(), tv_weight))
-        return cls(net, terms, precision)
+        return cls(net, terms, precision, winograd)
 
     @classmethod
     def for_settings(cls, net: VGGFeatures, settings: Settings, *, content_image: Tensor | None,
                      style_images: Sequence[Tensor], guidance: Guidance | None = None,
-                     precision: torch.dtype = torch.float32) -> Objective:
+                     precision: torch.dtype = torch.float32, winograd: bool = False) -> Objective:
         """`build` with the objective's settings (weights, layers, blend) taken from `settings`."""
         return cls.build(net, content_image=content_image, content_layers=settings.content_layers,
                          style_images=style_images, style_layers=settings.style_layers,
                          style_blend=settings.style_blend, alpha=settings.alpha, beta=settings.beta,
-                         tv_weight=settings.tv_weight, guidance=guidance, precision=precision)
+                         tv_weight=settings.tv_weight, guidance=guidance, precision=precision, winograd=winograd)
 
     def with_term(self, term: Term, weight: float) -> Objective:
         """This objective plus one more weighted term (e.g. video's temporal loss)."""
-        return Objective(self.net, [*self.terms, (term, weight)], self.precision)
+        return Objective(self.net, [*self.terms, (term, weight)], self.precision, self.winograd)
 
     def features(self, image: Tensor, exact: bool = False) -> dict[str, Tensor]:
-        """The network's responses, in the objective's precision (float32 with ``exact``).
+        """The network's responses, in the objective's precision and convolutions (float32 and direct with
+        ``exact``).
 
         In reduced precision only the network and the products of the Gram matrices run in it (see
         `VGGFeatures.forward`, `losses.layer_style_loss`); the targets stay float32, so the differences of
@@ -283,7 +286,9 @@ class Objective:
         """
         if not self.layers:
             return {}
-        features: dict[str, Tensor] = self.net(image, self.layers, torch.float32 if exact else self.precision)
+        if exact:
+            return dict(self.net(image, self.layers, torch.float32))
+        features: dict[str, Tensor] = self.net(image, self.layers, self.precision, winograd=self.winograd)
         return features
 
     def __call__(self, image: Tensor, exact: bool = False) -> Evaluation:

@@ -40,6 +40,7 @@ class Result:
     precision: str = "fp32"  # the network's arithmetic as resolved from settings.precision
     inputs: dict[str, Any] = field(default_factory=dict)
     tiles: list[int | None] = field(default_factory=list)  # each stage's tile side (None: untiled)
+    convolutions: list[str] = field(default_factory=list)  # each stage's: "winograd" or "direct"
     history_sizes: list[int] = field(default_factory=list)  # each stage's L-BFGS pairs after the memory plan
     # whether the same command reproduces these bytes: CPU with torch's deterministic algorithms on
     deterministic: bool | None = None
@@ -76,6 +77,7 @@ def record(result: Result, output: str, extra: dict[str, Any] | None = None) -> 
         "stop_reason": result.stop_reason,
         "elapsed_seconds": round(result.elapsed, 3),
         "tiles": result.tiles,
+        "convolutions": result.convolutions,
         "history_sizes": result.history_sizes,
         "deterministic": result.deterministic,
         "final_losses": result.losses,

@@ -21,7 +21,7 @@ from . import color, stages
 from . import images as imageio
 from .checkpoint import Checkpointer
 from .config import Settings
-from .devices import out_of_memory_as_error, resolve_device, resolve_precision
+from .devices import out_of_memory_as_error, resolve_convolution, resolve_device, resolve_precision
 from .errors import SettingsError
 from .events import Callback, CancelToken, Progress, Stage
 from .layers import canonical_layer
@@ -109,7 +109,8 @@ def _active_layers(settings: Settings, last: stages.Stage) -> tuple[tuple[tuple[
 
 def _objective(net: VGGFeatures, stage: stages.Stage, settings: Settings, content_layers: Sequence[tuple[str, float]],
                style_layers: Sequence[tuple[str, float]], device: torch.device, precision: torch.dtype,
-               extra_terms: ExtraTerms | None, tile: int | None = None) -> Objective | TiledObjective:
+               extra_terms: ExtraTerms | None, tile: int | None = None,
+               winograd: bool = False) -> Objective | TiledObjective:
     guidance = (Guidance(stage.guidance.output.to(device), [g.to(device) for g in stage.guidance.styles])
                 if stage.guidance is not None else None)
     if tile is not None:
@@ -128,7 +129,8 @@ def _objective(net: VGGFeatures, stage: stages.Stage, settings: Settings, conten
     objective = Objective.for_settings(
         net, settings.replace(content_layers=content_layers, style_layers=style_layers),
         content_image=None if stage.content is None else stage.content.to(device),
-        style_images=[s.to(device) for s in stage.styles], guidance=guidance, precision=precision)
+        style_images=[s.to(device) for s in stage.styles], guidance=guidance, precision=precision,
+        winograd=winograd)
     if extra_terms is not None:
         for term, weight in extra_terms(stage, net, device):
             objective = objective.with_term(term, weight)
@@ -232,6 +234,8 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
         objective: Objective | TiledObjective | None = None
         tile: int | None = None
         tiles: list[int | None] = []
+        convolutions: list[str] = []
+        winograd = False
         history_sizes: list[int] = []
         for index, stage in enumerate(plan):
             if index < start_stage:
@@ -248,12 +252,17 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             # the memory preflight, before the targets: tiles only where the untiled step would not fit
             memory = plan_memory(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers],
                                  precision, settings.tile, settings.history_size, settings.optimizer,
-                                 available_memory(device), steps=stage.steps)
+                                 available_memory(device), steps=stage.steps,
+                                 winograd=resolve_convolution(settings.convolution, device, precision, tiled=False,
+                                                              pixels=stage.shape[0] * stage.shape[1]))
             tile = memory.tile
             tiles.append(tile)
             history_sizes.append(memory.history)
+            winograd = resolve_convolution(settings.convolution, device, precision, tiled=tile is not None,
+                                           pixels=stage.shape[0] * stage.shape[1])
+            convolutions.append("winograd" if winograd else "direct")
             objective = _objective(net, stage, settings, content_layers, style_layers, device, precision,
-                                   extra_terms, tile)
+                                   extra_terms, tile, winograd)
             if clock.event("stage_start", index, x):
                 reason = "cancelled"
                 break
@@ -285,7 +294,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             # stopped before the last scale: the picture still has the asked size, scored on the last objective
             x = torch.nn.functional.interpolate(x, size=last.shape, mode="bicubic", align_corners=False)
             objective = _objective(net, last, settings, content_layers, style_layers, device, precision,
-                                   extra_terms, tile)
+                                   extra_terms, tile, winograd)
         if checkpoint is not None:  # the end is a checkpoint too: a finished run can go on (more steps)
             checkpoint.write()
         output = imageio.to_pil(x)
@@ -300,6 +309,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                   precision="bf16" if precision == torch.bfloat16 else "fp32",
                   weights={"source": net.source, "sha256": net.sha256, "preprocessing": net.preprocessing.name},
                   inputs=stages.describe_inputs(content=content, style=style_list or None), tiles=tiles,
+                  convolutions=convolutions,
                   history_sizes=history_sizes,
                   deterministic=device.type == "cpu" and torch.are_deterministic_algorithms_enabled())
 

@@ -32,9 +32,11 @@ from torch import Tensor
 
 from . import losses
 from .errors import SettingsError
-from .layers import INDEX, layer_info
+from .layers import INDEX, canonical_layer, layer_info
 from .objective import ContentTerm, Evaluation, Objective, StyleTerm, Term, TotalVariationTerm
 from .vgg import VGGFeatures
+from .vgg.winograd import WORKSPACE_PER_VALUE
+from .vgg.winograd import filter_bytes as winograd_filter_bytes
 
 #: Tile windows start on multiples of this (VGG's four poolings before conv5_1 downsample 16x).
 ALIGN = 16
@@ -398,11 +400,13 @@ class MemoryEstimate:
 
 
 def estimate(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], content_layers: Sequence[str],
-             precision: torch.dtype, tile: int | None, history_size: int, optimizer: str) -> MemoryEstimate:
+             precision: torch.dtype, tile: int | None, history_size: int, optimizer: str,
+             winograd: bool = False) -> MemoryEstimate:
     """A step's peak memory at `shape`, untiled (`tile` None) or tiled: the network's weights (and their
     reduced-precision copy), the activations autograd keeps for one evaluation (of one tile's window when
     tiled) plus the two largest maps of the backward, the optimizer's vectors (L-BFGS: 2 * history_size of
-    them, pixels * 3 * 4 bytes each, and a few more), and the content targets."""
+    them, pixels * 3 * 4 bytes each, and a few more), and the content targets; untiled with ``winograd``, NNPACK's
+    workspace for the largest map too."""
     pixels = shape[0] * shape[1]
     network = sum(p.numel() * p.element_size() for p in net.parameters())
     if precision != torch.float32:
@@ -414,6 +418,9 @@ def estimate(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], co
         margin = margin_for(layers)
         seen = min(shape[0], tile + 2 * margin) * min(shape[1], tile + 2 * margin)
     activations = int(seen * (per_pixel + 2 * largest))
+    if winograd and tile is None:  # its filter copies and its workspace
+        network += winograd_filter_bytes(shape, max(INDEX[canonical_layer(name)] for name in layers))
+        activations += int(seen * largest / 4 * WORKSPACE_PER_VALUE)  # largest: float32 bytes per pixel
     vector = pixels * 3 * 4
     vectors = 2 * history_size + 8 if optimizer == "lbfgs" else 8
     targets = sum(int(pixels * layer_info(name).channels * 4 / layer_info(name).stride ** 2) for name in content_layers)
@@ -435,18 +442,19 @@ class MemoryPlan:
 
 def plan_memory(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], content_layers: Sequence[str],
                 precision: torch.dtype, setting: str, history_size: int, optimizer: str, available: int | None,
-                steps: int | None = None) -> MemoryPlan:
+                steps: int | None = None, winograd: bool = False) -> MemoryPlan:
     """The memory preflight of a stage: the tile side and the history, or SettingsError naming what would fit.
 
     ``setting`` is the `tile` setting (auto, off or a side in px). A stage of ``steps`` steps never holds more
     than ``steps`` pairs, so the history is counted up to that (the plan's history stays ``history_size`` then:
     a resumed run with more steps behaves as the uninterrupted one). Tiling (exact) comes first; when no tile
     fits with the whole history, the history is shortened to what fits, down to MIN_HISTORY pairs (the L-BFGS
-    pairs, not the network, are the memory of a step beyond about 2048 px)."""
+    pairs, not the network, are the memory of a step beyond about 2048 px). ``winograd``: whether an untiled
+    stage would take Winograd's route (tiled ones never do), whose workspace the untiled estimate counts."""
     history = history_size if steps is None else max(1, min(history_size, steps))
 
     def need(tile: int | None, pairs: int, at: tuple[int, int] = shape) -> MemoryEstimate:
-        return estimate(net, at, layers, content_layers, precision, tile, pairs, optimizer)
+        return estimate(net, at, layers, content_layers, precision, tile, pairs, optimizer, winograd)
 
     if setting == "off":
         candidates: list[int | None] = [None]
@@ -479,7 +487,8 @@ def plan_memory(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str],
         smaller = (max(16, int(shape[0] * scale)), max(16, int(shape[1] * scale)))
         if need(smallest, floor, smaller).total <= budget:
             break
-    how = {"off": "untiled", "auto": f"tiled in {candidates[-1]} px tiles"}.get(setting, f"tiled in {setting} px tiles")
+    how = {"off": "untiled", "auto": "untiled" if candidates[-1] is None else f"tiled in {candidates[-1]} px tiles"
+           }.get(setting, f"tiled in {setting} px tiles")
     hint = f"{{size}} {max(smaller)} would fit" if scale > 0.05 else "no size would fit"
     if setting == "off":
         hint += "; {tile} auto tiles when the untiled run does not fit"

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..config import Settings
 from ..errors import SettingsError, literal
 from ..layers import INDEX, LAYER_NAMES, VGG19, canonical_layer
+from . import winograd as _winograd
 from .weights import LoadedWeights
 
 # The network keeps its maps channels-last (h, w, C in memory), in every precision: oneDNN's kernels work in that
@@ -51,13 +52,17 @@ class VGGFeatures(nn.Module):
                 modules.append(pool)
         self.layers = nn.ModuleList(modules).to(memory_format=_MEMORY_FORMAT)  # type: ignore[call-overload]
         self._reduced_layers: dict[tuple[torch.dtype, torch.device], nn.ModuleList] = {}
+        self._winograd_filters: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # by layer index, made when used
         self.requires_grad_(False)
         self.eval()
 
     def forward(  # type: ignore[override]
-        self, rgb: Tensor, layers: Iterable[str], precision: torch.dtype = torch.float32
+        self, rgb: Tensor, layers: Iterable[str], precision: torch.dtype = torch.float32, winograd: bool = False
     ) -> dict[str, Tensor]:
         """The responses of `layers` (paper names or relu aliases), keyed by their paper names.
+
+        With ``winograd`` (float32 on the CPU only) the layers whose input is large enough
+        (`winograd.uses_winograd`) run by Winograd's algorithm (`gramstyle.vgg.winograd`), the others directly.
 
         With a reduced ``precision`` (bfloat16) the whole network runs in it, on a copy of the weights made
         once, and returns its responses in it. The image itself would lose precision in bfloat16: its 8 bits
@@ -79,13 +84,50 @@ class VGGFeatures(nn.Module):
             modules = self._reduced(precision)
             hi = x.to(precision)
             x = torch.cat([hi, (x - hi.float()).to(precision)], dim=1)
-        x = x.contiguous(memory_format=_MEMORY_FORMAT)
         out: dict[str, Tensor] = {}
+        if winograd and precision == torch.float32:
+            return self._forward_winograd(x, wanted, deepest)
+        x = x.contiguous(memory_format=_MEMORY_FORMAT)
         for name, module in zip(LAYER_NAMES[: deepest + 1], modules, strict=False):
             x = module(x)
             if name in wanted:
                 out[name] = x
         return out
+
+    def _forward_winograd(self, x: Tensor, wanted: set[str], deepest: int) -> dict[str, Tensor]:
+        """`forward` with the large layers by Winograd. Those are the first ones (the maps shrink with depth):
+        up to the last of them the maps are in NNPACK's layout (NCHW), conv1_1 included, and from the first
+        direct layer after them in oneDNN's faster channels-last, so that a map changes layout once (each
+        change is a copy of the map, forward and backward, and a change at every layer cost more than
+        Winograd saved)."""
+        x = x.contiguous()
+        out: dict[str, Tensor] = {}
+        for index, (name, module) in enumerate(zip(LAYER_NAMES[: deepest + 1], self.layers, strict=False)):
+            if not isinstance(module, nn.Sequential):  # pooling
+                x = module(x)
+            elif _winograd.uses_winograd(x.shape[1], x.shape[2], x.shape[3]):
+                x = torch.relu_(_winograd.conv3x3(x, *self._winograd(index)))
+            elif x.shape[1] < _winograd.MIN_CHANNELS:  # conv1_1, before the Winograd layers: in their layout
+                conv = module[0]
+                assert isinstance(conv, nn.Conv2d)
+                x = torch.relu_(torch.nn.functional.conv2d(x, conv.weight.contiguous(), conv.bias, padding=1))
+            else:
+                x = module(x.contiguous(memory_format=_MEMORY_FORMAT))
+            if name in wanted:
+                out[name] = x
+        return out
+
+    def _winograd(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer ``index``'s filters as Winograd takes them: contiguous, its bias, and transposed for the
+        backward; made the first time the layer takes that route (`winograd.filter_bytes` counts them)."""
+        if index not in self._winograd_filters:
+            if not _winograd.available() or next(self.parameters()).device.type != "cpu":
+                raise RuntimeError("Winograd convolutions need PyTorch's NNPACK and the CPU")
+            conv = self.layers[index][0]
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
+            weight = conv.weight.detach().contiguous()
+            self._winograd_filters[index] = (weight, conv.bias.detach(), _winograd.transposed(weight))
+        return self._winograd_filters[index]
 
     def _reduced(self, precision: torch.dtype) -> nn.ModuleList:
         """The layers with their weights in `precision` (copied once per precision and device), conv1_1 taking

@@ -1,0 +1,147 @@
+"""Winograd convolutions (NNPACK) against the direct ones: the layer, its input gradient, VGG's features and
+image gradient with the real weights, determinism, when `auto` chooses them, and a run's record."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import gramstyle
+from gramstyle.assets import STARRY_NIGHT, TUBINGEN
+from gramstyle.config import Settings
+from gramstyle.devices import resolve_convolution
+from gramstyle.errors import SettingsError
+from gramstyle.objective import Objective
+from gramstyle.tiling import estimate
+from gramstyle.vgg import VGGFeatures, load_weights, winograd
+
+pytestmark = pytest.mark.skipif(not winograd.available(), reason="this PyTorch has no NNPACK")
+
+STYLE_AND_CONTENT = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
+CPU = torch.device("cpu")
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.fixture(scope="module")
+def net() -> VGGFeatures:
+    return VGGFeatures(load_weights(Settings().weights))
+
+
+@pytest.mark.parametrize(("channels_in", "channels_out", "side"), [(64, 64, 48), (128, 256, 40), (256, 128, 17)])
+def test_the_layer_and_its_input_gradient_equal_the_direct_convolution(channels_in: int, channels_out: int,
+                                                                        side: int) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, channels_in, side, side + 5, generator=generator)
+    weight = torch.randn(channels_out, channels_in, 3, 3, generator=generator) / (3 * channels_in**0.5)
+    bias = torch.randn(channels_out, generator=generator)
+    upstream = torch.randn(1, channels_out, side, side + 5, generator=generator)
+
+    def run(conv):  # the output and the input gradient of <upstream, conv(x)>
+        leaf = x.clone().requires_grad_(True)
+        y = conv(leaf)
+        y.backward(upstream)
+        return y.detach(), leaf.grad
+
+    y_direct, g_direct = run(lambda v: F.conv2d(v, weight, bias, padding=1))
+    y_wino, g_wino = run(lambda v: winograd.conv3x3(v, weight, bias, winograd.transposed(weight)))
+    # float64 direct as the reference: both float32 routes are within a few 1e-6 of it
+    y_exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+    assert _relative(y_wino.double(), y_exact) < 1e-5 and _relative(y_direct.double(), y_exact) < 3e-6
+    assert _relative(g_wino, g_direct) < 1e-5
+    assert g_wino.shape == x.shape
+
+
+def test_vgg_features_and_image_gradient_follow_the_direct_network(net: VGGFeatures) -> None:
+    image = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+
+    def run(use: bool):
+        leaf = image.clone().requires_grad_(True)
+        features = net(leaf, STYLE_AND_CONTENT, winograd=use)
+        loss = sum(((f.double() ** 2).mean() for f in features.values()), torch.zeros((), dtype=torch.float64))
+        loss.backward()
+        return {k: v.detach() for k, v in features.items()}, leaf.grad
+
+    direct, g_direct = run(False)
+    wino, g_wino = run(True)
+    # 3 input channels: always direct (in NNPACK's layout, so rounded in another order)
+    assert _relative(wino["conv1_1"], direct["conv1_1"]) < 1e-6
+    for name in STYLE_AND_CONTENT[1:]:
+        assert _relative(wino[name], direct[name]) < 2e-5, name
+    assert 0 < _relative(g_wino, g_direct) < 2e-3  # it is another computation, and a close one
+
+
+def test_which_layers_take_the_winograd_route() -> None:
+    assert not winograd.uses_winograd(3, 512, 512)  # conv1_1
+    assert winograd.uses_winograd(64, 64, 32) and not winograd.uses_winograd(64, 63, 32)
+    assert winograd.uses_winograd(512, 48, 64)  # conv4 at 512 x 384
+    assert not winograd.uses_winograd(512, 24, 32)  # conv4 at 256 x 192, conv5_1 at 512 x 384: oneDNN's
+
+
+def test_winograd_evaluations_are_deterministic(net: VGGFeatures) -> None:
+    image = torch.rand(1, 3, 80, 96, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for _ in range(2):
+        leaf = image.clone().requires_grad_(True)
+        features = net(leaf, STYLE_AND_CONTENT, winograd=True)
+        sum(f.square().sum() for f in features.values()).backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_auto_chooses_winograd_only_for_large_untiled_fp32_on_avx2() -> None:
+    avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"
+    large, small = 384 * 288, 256 * 192
+    assert resolve_convolution("auto", CPU, torch.float32, tiled=False, pixels=large) is avx2
+    assert resolve_convolution("auto", CPU, torch.float32, tiled=False, pixels=small) is False
+    assert resolve_convolution("auto", CPU, torch.float32, tiled=True, pixels=large) is False
+    assert resolve_convolution("auto", CPU, torch.bfloat16, tiled=False, pixels=large) is False
+    assert resolve_convolution("direct", CPU, torch.float32, tiled=False, pixels=large) is False
+    assert resolve_convolution("winograd", CPU, torch.float32, tiled=True, pixels=small) is True
+    with pytest.raises(SettingsError, match="convolution") as error:
+        resolve_convolution("winograd", CPU, torch.bfloat16, tiled=False, pixels=large)
+    assert error.value.field == "convolution"
+    with pytest.raises(SettingsError, match="convolution"):
+        Settings(convolution="fft").validated()  # type: ignore[arg-type]
+
+
+def test_the_memory_plan_counts_the_workspace(net: VGGFeatures) -> None:
+    args = (net, (1536, 2048), STYLE_AND_CONTENT, ["conv4_2"], torch.float32)
+    direct = estimate(*args, None, 50, "lbfgs")
+    wino = estimate(*args, None, 50, "lbfgs", winograd=True)
+    # the largest map (64 channels at 2048 x 1536) is 0.75 GiB; its transforms about 3.6 times that
+    assert 2.5 * 2**30 < wino.activations - direct.activations < 3 * 2**30
+    # conv1_2 ... conv5_1 take the route at this size: two copies of their filters, about 2 x 52 MB
+    assert 90e6 < wino.network - direct.network < 110e6
+    small = [estimate(net, (48, 64), STYLE_AND_CONTENT, ["conv4_2"], torch.float32, None, 50, "lbfgs", winograd=w)
+             for w in (False, True)]
+    assert small[1].network - small[0].network == 2 * 64 * 64 * 9 * 4  # only conv1_2 at 64 x 48
+    assert estimate(*args, 1024, 50, "lbfgs", winograd=True) == estimate(*args, 1024, 50, "lbfgs")  # tiles: direct
+
+
+def test_exact_evaluations_are_direct_whatever_the_route(net: VGGFeatures) -> None:
+    content = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(3))
+    style = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    image = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(5))
+    settings = Settings()
+    direct, wino = (Objective.for_settings(net, settings, content_image=content, style_images=[style], winograd=w)
+                    for w in (False, True))
+    with torch.no_grad():
+        assert float(wino(image, exact=True).total) == float(direct(image).total)
+        assert float(wino(image).total) != float(direct(image).total)
+        assert float(wino(image).total) == pytest.approx(float(direct(image).total), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_winograd_run_records_it_and_repeats_its_bytes() -> None:
+    runs = [gramstyle.transfer(TUBINGEN, STARRY_NIGHT, size=96, steps=15, precision="fp32", convolution=c)
+            for c in ("winograd", "winograd", "direct")]
+    wino, again, direct = runs
+    assert wino.convolutions == ["winograd"] and direct.convolutions == ["direct"]
+    assert wino.image.tobytes() == again.image.tobytes()
+    assert wino.image.tobytes() != direct.image.tobytes()
+    # the same descent to within the rounding: the losses after 15 steps within 1%
+    assert abs(wino.losses["total"] / direct.losses["total"] - 1) < 0.01
