@@ -4,6 +4,7 @@
     python benchmarks/poster_memory.py --size 1024 --tile 512 --steps 2
     python benchmarks/poster_memory.py --size 4096 --tile auto --scales 512,1024,2048,4096 \
         --scale-steps 150,60,20,6 --output poster.jpg          # the 4096 x 3072 poster (each stage's peak too)
+    python benchmarks/poster_memory.py --size 8192 --tile auto --steps 2 --device cuda   # and the GPU's peak
 
 Prints one JSON line: size, tile, steps, the preflight's estimate, the child's peak RSS (getrusage), the
 seconds of the optimization and of each step. Runs the demo images (Tubingen, The Starry Night) at fp32.
@@ -25,8 +26,9 @@ import json, sys, time, torch
 import gramstyle
 from gramstyle import tiling
 from gramstyle.assets import DEMO_CONTENT, DEMO_STYLE
-size, tile, steps, scales = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-settings = gramstyle.Settings(size=size, steps=steps, tile=tile, precision="fp32", history_size=int(sys.argv[5]))
+size, tile, steps, scales, device = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[7]
+settings = gramstyle.Settings(size=size, steps=steps, tile=tile, precision="fp32", history_size=int(sys.argv[5]),
+                              device=device)
 if scales != "none":
     settings = settings.replace(scales=scales, scale_steps=sys.argv[6])
 stage_times, stage_peaks = [], []
@@ -51,9 +53,11 @@ print(json.dumps({"tiles": result.tiles, "steps": result.steps, "optimize_s": ro
                                                                               result.history)],
                   "stages": [(k, s, round(t - start, 1)) for k, s, t in stage_times],
                   "stage_peak_rss_gib": stage_peaks, "history_sizes": result.history_sizes,
-                  "final_losses": result.losses, "shape": list(result.image.size)}))
-if len(sys.argv) > 7:
-    result.save(sys.argv[7])
+                  "final_losses": result.losses, "shape": list(result.image.size), "device": result.device,
+                  **({"peak_cuda_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+                     if result.device.startswith("cuda") else {})}))
+if len(sys.argv) > 8:
+    result.save(sys.argv[8])
 """
 
 
@@ -66,11 +70,13 @@ def main() -> None:
     parser.add_argument("--scales", default="none")
     parser.add_argument("--scale-steps", default="")
     parser.add_argument("--output", help="save the picture (and its record) here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on CUDA the GPU's peak is reported too)")
     args = parser.parse_args()
     print(f"CPU: {cpu_description()}", file=sys.stderr)
     begin = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(args.size), args.tile, str(args.steps), args.scales,
-                              str(args.history_size), args.scale_steps, *([args.output] if args.output else [])],
+                              str(args.history_size), args.scale_steps, args.device,
+                              *([args.output] if args.output else [])],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stderr is not None
     lines = []
