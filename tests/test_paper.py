@@ -78,15 +78,16 @@ PHOTOS = Path(__file__).parent / "data"  # not bundled with the package: small c
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("photo", "painting", "size", "ratios"),
-                         [("chelsea.png", THE_SCREAM, 96, FIG3_RATIOS[1:]),
+                         [("chelsea.png", THE_SCREAM, 96, (FIG3_RATIOS[2], FIG3_RATIOS[3])),
                           ("coffee.png", SHIPWRECK, 128, (FIG3_RATIOS[1], FIG3_RATIOS[-1]))])
 def test_fig3_trade_off_at_small_sizes_on_unbundled_photos(photo: str, painting: Path, size: int,
                                                            ratios: tuple[float, ...]) -> None:
     """Fig. 3's claim with the default settings, where the optimizer once got stuck (at 96 px the image for 1e-2
     scored lower on both losses than the one for 1e-3, by 30%): more alpha/beta, less content loss and more style
     loss, after 300 steps. Neighbouring ratios may tie within 2% where the style term dominates; across the row
-    the trade-off must be large. At 96 px the row 1e-4 ... 1e-2 (1e-5 ends at the style loss's floor with 1e-4);
-    at 128 px its two ends, for the suite's time."""
+    the trade-off must be large. At 96 px the two ratios that once failed, 1e-3 and 1e-2 (measured: content x0.60,
+    style x2.3); at 128 px the row's ends 1e-4 and 1e-2 (1e-5 ends at the style loss's floor with 1e-4). Two
+    ratios each, for the suite's time."""
     row = []
     for ratio in ratios:
         result = gramstyle.transfer(PHOTOS / photo, painting, size=size, steps=300, beta=1 / ratio, precision="fp32")
