@@ -100,7 +100,8 @@ def test_auto_chooses_winograd_only_for_large_untiled_fp32_on_avx2() -> None:
     assert resolve_convolution("auto", CPU, torch.float32, tiled=True, pixels=large) is False
     assert resolve_convolution("auto", CPU, torch.bfloat16, tiled=False, pixels=large) is False
     assert resolve_convolution("direct", CPU, torch.float32, tiled=False, pixels=large) is False
-    assert resolve_convolution("winograd", CPU, torch.float32, tiled=True, pixels=small) is True
+    assert resolve_convolution("winograd", CPU, torch.float32, tiled=False, pixels=small) is True
+    assert resolve_convolution("winograd", CPU, torch.float32, tiled=True, pixels=small) is False  # tiles: exact
     with pytest.raises(SettingsError, match="convolution") as error:
         resolve_convolution("winograd", CPU, torch.bfloat16, tiled=False, pixels=large)
     assert error.value.field == "convolution"

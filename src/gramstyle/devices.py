@@ -59,9 +59,10 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 def resolve_convolution(name: str, device: torch.device, precision: torch.dtype, tiled: bool,
                         pixels: int) -> bool:
     """Whether a stage's evaluations take Winograd's route (`gramstyle.vgg.winograd`). ``auto``: on the CPU in
-    float32, untiled, for images of at least `winograd.MIN_PIXELS` pixels, where PyTorch's CPU kernels are AVX2
-    ones (NNPACK's kernels are AVX2 ones; where oneDNN has AVX-512 it has not been measured against them, and
-    bf16 is the faster route there anyway)."""
+    float32, for images of at least `winograd.MIN_PIXELS` pixels, where PyTorch's CPU kernels are AVX2 ones
+    (NNPACK's kernels are AVX2 ones; where oneDNN has AVX-512 it has not been measured against them, and bf16 is
+    the faster route there anyway). A tiled stage is always direct, whatever the setting: the tiled evaluation
+    is exact (`gramstyle.tiling`)."""
     from .vgg import winograd
 
     if name == "direct":
@@ -71,7 +72,7 @@ def resolve_convolution(name: str, device: torch.device, precision: torch.dtype,
         if not usable:
             raise SettingsError("{convolution} winograd needs the CPU, {precision} fp32 and PyTorch's NNPACK",
                                 field="convolution")
-        return True
+        return not tiled
     return (usable and not tiled and pixels >= winograd.MIN_PIXELS
             and torch.backends.cpu.get_cpu_capability() == "AVX2")
 

@@ -250,16 +250,15 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
                 reason = "cancelled"
                 break
             # the memory preflight, before the targets: tiles only where the untiled step would not fit
+            untiled_winograd = resolve_convolution(settings.convolution, device, precision, tiled=False,
+                                                   pixels=stage.shape[0] * stage.shape[1])
             memory = plan_memory(net, stage.shape, layers, [canonical_layer(n) for n, _ in content_layers],
                                  precision, settings.tile, settings.history_size, settings.optimizer,
-                                 available_memory(device), steps=stage.steps,
-                                 winograd=resolve_convolution(settings.convolution, device, precision, tiled=False,
-                                                              pixels=stage.shape[0] * stage.shape[1]))
+                                 available_memory(device), steps=stage.steps, winograd=untiled_winograd)
             tile = memory.tile
             tiles.append(tile)
             history_sizes.append(memory.history)
-            winograd = resolve_convolution(settings.convolution, device, precision, tiled=tile is not None,
-                                           pixels=stage.shape[0] * stage.shape[1])
+            winograd = untiled_winograd and tile is None  # tiled stages are direct (exact)
             convolutions.append("winograd" if winograd else "direct")
             objective = _objective(net, stage, settings, content_layers, style_layers, device, precision,
                                    extra_terms, tile, winograd)

@@ -84,10 +84,10 @@ class VGGFeatures(nn.Module):
             modules = self._reduced(precision)
             hi = x.to(precision)
             x = torch.cat([hi, (x - hi.float()).to(precision)], dim=1)
-        out: dict[str, Tensor] = {}
         if winograd and precision == torch.float32:
             return self._forward_winograd(x, wanted, deepest)
         x = x.contiguous(memory_format=_MEMORY_FORMAT)
+        out: dict[str, Tensor] = {}
         for name, module in zip(LAYER_NAMES[: deepest + 1], modules, strict=False):
             x = module(x)
             if name in wanted:
