@@ -1,5 +1,6 @@
-"""Winograd convolutions (NNPACK) against the direct ones: the layer, its input gradient, VGG's features and
-image gradient with the real weights, determinism, when `auto` chooses them, and a run's record."""
+"""Winograd convolutions (NNPACK's F(6x6, 3x3) and gramstyle's F(4x4, 3x3)) against the direct ones: the layer,
+its input gradient, VGG's features and image gradient with the real weights, which layer takes which route,
+determinism, when `auto` chooses them, the memory plan, and a run's record."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gramstyle.objective import Objective
 from gramstyle.tiling import estimate
 from gramstyle.vgg import VGGFeatures, load_weights, winograd
 
-pytestmark = pytest.mark.skipif(not winograd.available(), reason="this PyTorch has no NNPACK")
+needs_nnpack = pytest.mark.skipif(not winograd.available(), reason="this PyTorch has no NNPACK")
 
 STYLE_AND_CONTENT = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv4_2", "conv5_1"]
 CPU = torch.device("cpu")
@@ -31,32 +32,55 @@ def net() -> VGGFeatures:
     return VGGFeatures(load_weights(Settings().weights))
 
 
-@pytest.mark.parametrize(("channels_in", "channels_out", "side"), [(64, 64, 48), (128, 256, 40), (256, 128, 17)])
-def test_the_layer_and_its_input_gradient_equal_the_direct_convolution(channels_in: int, channels_out: int,
-                                                                        side: int) -> None:
+def _nnpack(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return winograd.conv3x3(x.contiguous(), weight, bias, winograd.transposed(weight))
+
+
+def _f4(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return winograd.conv3x3_f4(x, winograd.f4_filters(weight), bias)
+
+
+@pytest.mark.parametrize(("algorithm", "layout"), [pytest.param(_nnpack, torch.contiguous_format, marks=needs_nnpack),
+                                                   (_f4, torch.contiguous_format), (_f4, torch.channels_last)])
+@pytest.mark.parametrize(("channels_in", "channels_out", "height", "width"),
+                         [(64, 64, 48, 53), (128, 256, 40, 45), (256, 128, 17, 22), (8, 4, 4, 8), (5, 3, 1, 2)])
+def test_the_layer_and_its_input_gradient_equal_the_direct_convolution(algorithm, layout, channels_in: int,
+                                                                        channels_out: int, height: int,
+                                                                        width: int) -> None:
+    # Sides that are and are not multiples of F(4x4, 3x3)'s tile, and maps smaller than one tile.
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, channels_in, side, side + 5, generator=generator)
+    x = torch.randn(1, channels_in, height, width, generator=generator).contiguous(memory_format=layout)
     weight = torch.randn(channels_out, channels_in, 3, 3, generator=generator) / (3 * channels_in**0.5)
     bias = torch.randn(channels_out, generator=generator)
-    upstream = torch.randn(1, channels_out, side, side + 5, generator=generator)
+    upstream = torch.randn(1, channels_out, height, width, generator=generator)
 
-    def run(conv):  # the output and the input gradient of <upstream, conv(x)>
+    def run(conv):  # the output and the input gradient of <upstream, conv(x)>, in float64 for the reference
         leaf = x.clone().requires_grad_(True)
         y = conv(leaf)
-        y.backward(upstream)
+        y.backward(upstream.to(y.dtype))
         return y.detach(), leaf.grad
 
+    y_exact, g_exact = run(lambda v: F.conv2d(v.double(), weight.double(), bias.double(), padding=1))
     y_direct, g_direct = run(lambda v: F.conv2d(v, weight, bias, padding=1))
-    y_wino, g_wino = run(lambda v: winograd.conv3x3(v, weight, bias, winograd.transposed(weight)))
-    # float64 direct as the reference: both float32 routes are within a few 1e-6 of it
-    y_exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+    y_wino, g_wino = run(lambda v: algorithm(v, weight, bias))
+    # both float32 routes are within a few 1e-6 of float64
     assert _relative(y_wino.double(), y_exact) < 1e-5 and _relative(y_direct.double(), y_exact) < 3e-6
-    assert _relative(g_wino, g_direct) < 1e-5
-    assert g_wino.shape == x.shape
+    assert _relative(g_wino.double(), g_exact) < 1e-5 and _relative(g_direct.double(), g_exact) < 3e-6
+    assert g_wino.shape == x.shape and y_wino.shape == y_direct.shape
 
 
-def test_vgg_features_and_image_gradient_follow_the_direct_network(net: VGGFeatures) -> None:
-    image = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+def test_f4_filters_are_g_g_gt_in_float64() -> None:
+    # G g G^T for one filter by hand: the transform of a filter of ones is G 1 1^T G^T, G's row sums squared.
+    weight = torch.ones(1, 1, 3, 3)
+    rows = torch.tensor([1 / 4, -1 / 2, -1 / 6, 7 / 24, 3 / 24, 1], dtype=torch.float64)
+    expected = torch.outer(rows, rows).reshape(36, 1, 1).float()
+    assert torch.allclose(winograd.f4_filters(weight), expected, rtol=1e-7, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(96, 128), pytest.param((256, 400), marks=needs_nnpack)])
+def test_vgg_features_and_image_gradient_follow_the_direct_network(net: VGGFeatures, shape) -> None:
+    # 96 x 128: F(4x4, 3x3) for conv3_x, the rest direct; 256 x 400: NNPACK to conv2_2, then F(4x4, 3x3)
+    image = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(1))
 
     def run(use: bool):
         leaf = image.clone().requires_grad_(True)
@@ -67,18 +91,27 @@ def test_vgg_features_and_image_gradient_follow_the_direct_network(net: VGGFeatu
 
     direct, g_direct = run(False)
     wino, g_wino = run(True)
-    # 3 input channels: always direct (in NNPACK's layout, so rounded in another order)
+    # 3 input channels: always direct (in NNPACK's layout when it follows, so rounded in another order)
     assert _relative(wino["conv1_1"], direct["conv1_1"]) < 1e-6
     for name in STYLE_AND_CONTENT[1:]:
         assert _relative(wino[name], direct[name]) < 2e-5, name
+    assert _relative(wino["conv3_1"], direct["conv3_1"]) > 0  # conv3_1 took a Winograd route
     assert 0 < _relative(g_wino, g_direct) < 2e-3  # it is another computation, and a close one
 
 
-def test_which_layers_take_the_winograd_route() -> None:
-    assert not winograd.uses_winograd(3, 512, 512)  # conv1_1
-    assert winograd.uses_winograd(64, 64, 32) and not winograd.uses_winograd(64, 63, 32)
-    assert winograd.uses_winograd(512, 48, 64)  # conv4 at 512 x 384
-    assert not winograd.uses_winograd(512, 24, 32)  # conv4 at 256 x 192, conv5_1 at 512 x 384: oneDNN's
+def test_which_layers_take_which_route() -> None:
+    big, small = 512 * 384, 256 * 192
+    nnpack = "nnpack" if winograd.available() else "f4"
+    assert winograd.route(3, 64, 384, 512, big) == "direct"  # conv1_1
+    assert winograd.route(64, 64, 384, 512, big) == ("nnpack" if winograd.available() else "direct")  # conv1_2
+    assert winograd.route(256, 256, 96, 128, big) == nnpack  # conv3 at 512 x 384
+    assert winograd.route(512, 512, 48, 64, big) == "f4"  # conv4 at 512 x 384: below NNPACK's 4096 positions
+    assert winograd.route(512, 512, 24, 32, big) == "f4"  # conv5_1 at 512 x 384
+    # Below 100,000 pixels no NNPACK: the step's other layers in its layout cost more than it saved
+    assert winograd.route(64, 64, 192, 256, small) == "direct"
+    assert winograd.route(128, 128, 96, 128, small) == "direct"  # 128 output channels: oneDNN's
+    assert winograd.route(128, 256, 48, 64, small) == "f4"  # conv3_1 at 256 x 192
+    assert winograd.route(512, 512, 16, 16, small) == "f4" and winograd.route(512, 512, 15, 16, small) == "direct"
 
 
 def test_winograd_evaluations_are_deterministic(net: VGGFeatures) -> None:
@@ -94,7 +127,7 @@ def test_winograd_evaluations_are_deterministic(net: VGGFeatures) -> None:
 
 def test_auto_chooses_winograd_only_for_large_untiled_fp32_on_avx2() -> None:
     avx2 = torch.backends.cpu.get_cpu_capability() == "AVX2"
-    large, small = 384 * 288, 256 * 192
+    large, small = 192 * 144, 128 * 96
     assert resolve_convolution("auto", CPU, torch.float32, tiled=False, pixels=large) is avx2
     assert resolve_convolution("auto", CPU, torch.float32, tiled=False, pixels=small) is False
     assert resolve_convolution("auto", CPU, torch.float32, tiled=True, pixels=large) is False
@@ -115,11 +148,12 @@ def test_the_memory_plan_counts_the_workspace(net: VGGFeatures) -> None:
     wino = estimate(*args, None, 50, "lbfgs", winograd=True)
     # the largest map (64 channels at 2048 x 1536) is 0.75 GiB; its transforms about 3.6 times that
     assert 2.5 * 2**30 < wino.activations - direct.activations < 3 * 2**30
-    # conv1_2 ... conv5_1 take the route at this size: two copies of their filters, about 2 x 52 MB
+    # conv1_2 ... conv5_1 take NNPACK's route at this size: two copies of their filters, about 2 x 52 MB
     assert 90e6 < wino.network - direct.network < 110e6
-    small = [estimate(net, (48, 64), STYLE_AND_CONTENT, ["conv4_2"], torch.float32, None, 50, "lbfgs", winograd=w)
+    small = [estimate(net, (96, 128), STYLE_AND_CONTENT, ["conv4_2"], torch.float32, None, 50, "lbfgs", winograd=w)
              for w in (False, True)]
-    assert small[1].network - small[0].network == 2 * 64 * 64 * 9 * 4  # only conv1_2 at 64 x 48
+    # at 128 x 96 conv3_1 ... conv3_4 take F(4x4, 3x3): their filters transformed, 36 values for 9
+    assert small[1].network - small[0].network == 4 * 4 * 9 * (128 * 256 + 3 * 256 * 256)
     assert estimate(*args, 1024, 50, "lbfgs", winograd=True) == estimate(*args, 1024, 50, "lbfgs")  # tiles: direct
 
 
@@ -144,5 +178,8 @@ def test_a_winograd_run_records_it_and_repeats_its_bytes() -> None:
     assert wino.convolutions == ["winograd"] and direct.convolutions == ["direct"]
     assert wino.image.tobytes() == again.image.tobytes()
     assert wino.image.tobytes() != direct.image.tobytes()
-    # the same descent to within the rounding: the losses after 15 steps within 1%
-    assert abs(wino.losses["total"] / direct.losses["total"] - 1) < 0.01
+    # the same descent to within the rounding: the first steps' losses within 0.5%; then the two part as any two
+    # L-BFGS descents from slightly different gradients do (measured after 15 steps: 2.4%, and either ahead)
+    for a, b in zip(wino.history[:6], direct.history[:6], strict=True):
+        assert abs(a["total"] / b["total"] - 1) < 0.005
+    assert abs(wino.losses["total"] / direct.losses["total"] - 1) < 0.05

@@ -307,10 +307,11 @@ class Settings:
         # Not a change of the objective: the targets and the final losses are computed directly; only the
         # optimizer's evaluations take Winograd's route, with a relative error of about 1e-4 on the gradient.
         # auto = winograd for float32 on CPUs whose widest vectors are AVX2, in untiled stages of at least
-        # 100,000 pixels (tiles stay direct and exact; smaller images gain nothing), where it measured up to
-        # 1.3x faster per step (docs/benchmarks.md, "Winograd convolutions").
-        metadata=_opt("how the CPU computes the network's large 3x3 convolutions in fp32: auto, direct (oneDNN) "
-                      "or winograd (NNPACK: fewer multiplications, about 1e-4 relative error on the gradient)"),
+        # 25,000 pixels (tiles stay direct and exact; at 128 x 96 it gained about 5%), where a step measured
+        # 0.8 times the direct one at 256 x 192 (docs/benchmarks.md, "Winograd convolutions").
+        metadata=_opt("how the CPU computes the network's 3x3 convolutions in fp32: auto, direct (oneDNN) or "
+                      "winograd (Winograd's F(6x6, 3x3) by NNPACK for large maps and F(4x4, 3x3) for the deep "
+                      "layers: fewer multiplications, about 1e-4 relative error on the gradient)"),
     )
     tile: str = field(
         default="auto",

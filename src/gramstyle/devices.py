@@ -60,18 +60,17 @@ def resolve_convolution(name: str, device: torch.device, precision: torch.dtype,
                         pixels: int) -> bool:
     """Whether a stage's evaluations take Winograd's route (`gramstyle.vgg.winograd`). ``auto``: on the CPU in
     float32, for images of at least `winograd.MIN_PIXELS` pixels, where PyTorch's CPU kernels are AVX2 ones
-    (NNPACK's kernels are AVX2 ones; where oneDNN has AVX-512 it has not been measured against them, and bf16 is
-    the faster route there anyway). A tiled stage is always direct, whatever the setting: the tiled evaluation
+    (NNPACK's kernels are AVX2 ones; where oneDNN has AVX-512 neither route has been measured against it, and
+    bf16 is the faster route there anyway). A tiled stage is always direct, whatever the setting: the tiled evaluation
     is exact (`gramstyle.tiling`)."""
     from .vgg import winograd
 
     if name == "direct":
         return False
-    usable = device.type == "cpu" and precision == torch.float32 and winograd.available()
+    usable = device.type == "cpu" and precision == torch.float32
     if name == "winograd":
         if not usable:
-            raise SettingsError("{convolution} winograd needs the CPU, {precision} fp32 and PyTorch's NNPACK",
-                                field="convolution")
+            raise SettingsError("{convolution} winograd needs the CPU and {precision} fp32", field="convolution")
         return not tiled
     return (usable and not tiled and pixels >= winograd.MIN_PIXELS
             and torch.backends.cpu.get_cpu_capability() == "AVX2")

@@ -52,7 +52,7 @@ class VGGFeatures(nn.Module):
                 modules.append(pool)
         self.layers = nn.ModuleList(modules).to(memory_format=_MEMORY_FORMAT)  # type: ignore[call-overload]
         self._reduced_layers: dict[tuple[torch.dtype, torch.device], nn.ModuleList] = {}
-        self._winograd_filters: dict[int, tuple[Tensor, Tensor, Tensor]] = {}  # by layer index, made when used
+        self._winograd_filters: dict[tuple[int, str], tuple[Tensor, ...]] = {}  # (layer, route): made when used
         self.requires_grad_(False)
         self.eval()
 
@@ -61,8 +61,8 @@ class VGGFeatures(nn.Module):
     ) -> dict[str, Tensor]:
         """The responses of `layers` (paper names or relu aliases), keyed by their paper names.
 
-        With ``winograd`` (float32 on the CPU only) the layers whose input is large enough
-        (`winograd.uses_winograd`) run by Winograd's algorithm (`gramstyle.vgg.winograd`), the others directly.
+        With ``winograd`` (float32 on the CPU only) the layers that gain by it (`winograd.route`) run by one of
+        Winograd's algorithms (`gramstyle.vgg.winograd`), the others directly.
 
         With a reduced ``precision`` (bfloat16) the whole network runs in it, on a copy of the weights made
         once, and returns its responses in it. The image itself would lose precision in bfloat16: its 8 bits
@@ -95,39 +95,56 @@ class VGGFeatures(nn.Module):
         return out
 
     def _forward_winograd(self, x: Tensor, wanted: set[str], deepest: int) -> dict[str, Tensor]:
-        """`forward` with the large layers by Winograd. Those are the first ones (the maps shrink with depth):
-        up to the last of them the maps are in NNPACK's layout (NCHW), conv1_1 included, and from the first
-        direct layer after them in oneDNN's faster channels-last, so that a map changes layout once (each
-        change is a copy of the map, forward and backward, and a change at every layer cost more than
-        Winograd saved)."""
-        x = x.contiguous()
+        """`forward` with each layer on its Winograd route (`winograd.route`): NNPACK for the large maps, which
+        come first (the maps shrink with depth), F(4x4, 3x3) for the deep layers, directly otherwise. Up to the
+        last NNPACK layer the maps are in NNPACK's layout (NCHW), conv1_1 included; from there on in oneDNN's
+        and F(4x4, 3x3)'s channels-last, so that a map changes layout once (each change is a copy of the map,
+        forward and backward, and a change at every layer cost more than Winograd saved)."""
+        pixels = x.shape[2] * x.shape[3]
+        routes, channels = {}, 3
+        for index, layer in enumerate(VGG19[: deepest + 1]):
+            if layer.kind == "conv":
+                routes[index] = _winograd.route(channels, layer.channels, x.shape[2] // layer.stride,
+                                                x.shape[3] // layer.stride, pixels)
+                channels = layer.channels
+        last_nchw = max((i for i, r in routes.items() if r == "nnpack"), default=-1)
+        x = x.contiguous() if last_nchw >= 0 else x.contiguous(memory_format=_MEMORY_FORMAT)
         out: dict[str, Tensor] = {}
         for index, (name, module) in enumerate(zip(LAYER_NAMES[: deepest + 1], self.layers, strict=False)):
-            if not isinstance(module, nn.Sequential):  # pooling
-                x = module(x)
-            elif _winograd.uses_winograd(x.shape[1], x.shape[2], x.shape[3]):
-                x = torch.relu_(_winograd.conv3x3(x, *self._winograd(index)))
-            elif x.shape[1] < _winograd.MIN_CHANNELS:  # conv1_1, before the Winograd layers: in their layout
-                conv = module[0]
-                assert isinstance(conv, nn.Conv2d)
-                x = torch.relu_(torch.nn.functional.conv2d(x, conv.weight.contiguous(), conv.bias, padding=1))
+            algorithm = routes.get(index)
+            if algorithm == "nnpack":
+                x = torch.relu_(_winograd.conv3x3(x, *self._winograd(index, algorithm)))
+            elif algorithm == "f4":
+                x = torch.relu_(_winograd.conv3x3_f4(x, *self._winograd(index, algorithm)))
+            elif index < last_nchw:  # conv1_1 and pooling before the last NNPACK layer: in its layout
+                if isinstance(module, nn.Sequential):
+                    conv = module[0]
+                    assert isinstance(conv, nn.Conv2d)
+                    x = torch.relu_(torch.nn.functional.conv2d(x, conv.weight.contiguous(), conv.bias, padding=1))
+                else:
+                    x = module(x)
             else:
                 x = module(x.contiguous(memory_format=_MEMORY_FORMAT))
             if name in wanted:
                 out[name] = x
         return out
 
-    def _winograd(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Layer ``index``'s filters as Winograd takes them: contiguous, its bias, and transposed for the
-        backward; made the first time the layer takes that route (`winograd.filter_bytes` counts them)."""
-        if index not in self._winograd_filters:
-            if not _winograd.available() or next(self.parameters()).device.type != "cpu":
-                raise RuntimeError("Winograd convolutions need PyTorch's NNPACK and the CPU")
+    def _winograd(self, index: int, algorithm: str) -> tuple[Tensor, ...]:
+        """Layer ``index``'s filters as its Winograd route takes them, made the first time it takes it
+        (`winograd.filter_bytes` counts them): for NNPACK contiguous, the bias, and transposed for the backward;
+        for F(4x4, 3x3) transformed (`winograd.f4_filters`), and the bias."""
+        key = (index, algorithm)
+        if key not in self._winograd_filters:
+            if next(self.parameters()).device.type != "cpu" or (algorithm == "nnpack" and not _winograd.available()):
+                raise RuntimeError("Winograd convolutions need the CPU (and for large maps PyTorch's NNPACK)")
             conv = self.layers[index][0]
             assert isinstance(conv, nn.Conv2d) and conv.bias is not None
             weight = conv.weight.detach().contiguous()
-            self._winograd_filters[index] = (weight, conv.bias.detach(), _winograd.transposed(weight))
-        return self._winograd_filters[index]
+            if algorithm == "nnpack":
+                self._winograd_filters[key] = (weight, conv.bias.detach(), _winograd.transposed(weight))
+            else:
+                self._winograd_filters[key] = (_winograd.f4_filters(weight), conv.bias.detach())
+        return self._winograd_filters[key]
 
     def _reduced(self, precision: torch.dtype) -> nn.ModuleList:
         """The layers with their weights in `precision` (copied once per precision and device), conv1_1 taking

@@ -1,33 +1,56 @@
-"""VGG's 3x3 convolutions by Winograd's minimal filtering (NNPACK, bundled with PyTorch's CPU build), for CPUs
-whose widest vectors are AVX2.
+"""VGG's 3x3 convolutions by Winograd's minimal filtering, for CPUs whose widest vectors are AVX2: two
+algorithms, each where it measured faster than oneDNN's direct convolution (docs/benchmarks.md, "Winograd
+convolutions").
 
-Winograd's F(6x6, 3x3) computes a 3x3 convolution with about a fifth of the multiplications of the direct
-method; the price is float32 rounding in the transforms, a relative error of about 1e-6 per layer and 1e-4 on
-the image gradient after VGG's thirteen layers (tests/test_winograd.py), against float32's 1e-7. The backward
-pass (the gradient with respect to the input; the weights are frozen) is again a 3x3 convolution, with the
-filters flipped and their channels swapped, so it takes the same route. oneDNN's direct convolution stays
-faster where a map has few positions (NNPACK transforms every filter on every call, which the positions do not
-pay back) and for conv1_1's three input channels, so only the layers past those bounds use it
-(docs/benchmarks.md, "Winograd convolutions").
+- F(6x6, 3x3) by NNPACK (bundled with PyTorch's CPU build) for the large maps: about a fifth of the direct
+  method's multiplications, but NNPACK transforms every filter on every call, which small maps do not pay back,
+  and it takes the default (NCHW) layout.
+- F(4x4, 3x3) here, in PyTorch's own matrix products, for the deep layers (256 and more output channels) on
+  small and mid-sized maps: a quarter of the multiplications, with the filters transformed once per network and
+  the maps channels-last, as oneDNN's layers take them.
+
+The price is float32 rounding in the transforms: a relative error of a few 1e-6 per layer and about 1e-4 on the
+image gradient after VGG's thirteen layers (tests/test_winograd.py), against float32's 1e-7. The backward pass
+(the gradient with respect to the input; the weights are frozen) is, for NNPACK, again a 3x3 convolution with the
+filters flipped and their channels swapped, and for F(4x4, 3x3) the exact adjoint of its three linear steps.
+conv1_1's three input channels stay direct.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-#: A layer is computed by Winograd when its input has at least this many channels and positions (h * w); below
-#: either, oneDNN's direct convolution measured as fast or faster on the AVX2 machine (docs/benchmarks.md).
+Route = Literal["nnpack", "f4", "direct"]
+
+#: NNPACK's F(6x6, 3x3) takes a layer whose input has at least this many channels and positions (h * w), in images
+#: of at least NNPACK_MIN_PIXELS pixels. Below 4096 positions F(4x4, 3x3) was faster (its filters are transformed
+#: once); in smaller images NNPACK's NCHW layout (pooling and the rest of the step in it) cost more than its
+#: large maps saved: a step at 256 x 192 took 1.04 times the direct one (docs/benchmarks.md).
 MIN_CHANNELS = 64
-MIN_POSITIONS = 2048
-#: ... and `auto` uses it only for images of at least this many pixels: a step at 256 x 192 cost the same either
-#: way, at 128 x 96 25% more by Winograd, at 384 x 288 11% less and at 512 x 384 22% less (docs/benchmarks.md).
-MIN_PIXELS = 100_000
-#: NNPACK's workspace holds each map's transform, about 3.6 floats per input value (8x8 tiles for 6x6 outputs,
+MIN_POSITIONS = 4096
+NNPACK_MIN_PIXELS = 100_000
+#: F(4x4, 3x3) takes a layer with at least this many output channels (its transforms are paid per map, its savings
+#: per output channel: at 128 it lost to oneDNN) and positions (below, its fixed costs exceed the savings).
+F4_MIN_OUT_CHANNELS = 256
+F4_MIN_POSITIONS = 256
+#: ``auto`` takes the Winograd route for images of at least this many pixels (docs/benchmarks.md).
+MIN_PIXELS = 25_000
+#: NNPACK's workspace holds each map's transforms, about 3.6 floats per input value (8x8 tiles for 6x6 outputs,
 #: input and output side): what the memory plan adds for the largest map (measured at 2048 x 1536, 64 channels).
+#: F(4x4, 3x3)'s temporaries, about 7 floats per input value of maps a quarter of that size, fit within it.
 WORKSPACE_PER_VALUE = 3.6 * 4
+
+# Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016), F(4x4, 3x3) with the points
+# 0, 1, -1, 2, -2 and infinity: Y = A^T [(G g G^T) * (B^T d B)] A for a 6 x 6 input tile d and a 3 x 3 filter g.
+_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+       (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6), (1 / 24, 1 / 12, 1 / 6),
+      (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
 
 @functools.cache
@@ -39,21 +62,30 @@ def available() -> bool:
         return False
 
 
-def uses_winograd(channels: int, height: int, width: int) -> bool:
-    """Whether a layer whose input has these dimensions takes the Winograd route."""
-    return channels >= MIN_CHANNELS and height * width >= MIN_POSITIONS
+def route(in_channels: int, out_channels: int, height: int, width: int, pixels: int) -> Route:
+    """How a layer with this input (channels, height, width) and output channels, in an image of ``pixels``
+    pixels, is computed on the Winograd route: by NNPACK, by F(4x4, 3x3), or directly (oneDNN)."""
+    positions = height * width
+    if (pixels >= NNPACK_MIN_PIXELS and in_channels >= MIN_CHANNELS and positions >= MIN_POSITIONS
+            and available()):
+        return "nnpack"
+    if out_channels >= F4_MIN_OUT_CHANNELS and positions >= F4_MIN_POSITIONS:
+        return "f4"
+    return "direct"
 
 
 def filter_bytes(shape: tuple[int, int], deepest: int) -> int:
-    """Bytes of the filter copies Winograd's layers keep (two per layer: as NNPACK takes them, and transposed)
-    for an image of ``shape`` through the layer of index ``deepest``."""
+    """Bytes of the filter copies the Winograd route keeps for an image of ``shape`` through the layer of index
+    ``deepest``: two per NNPACK layer (as NNPACK takes them, and transposed), and each F(4x4, 3x3) layer's
+    transformed filters (36 values for 9)."""
     from ..layers import VGG19
 
-    total, channels = 0, 3
+    total, channels, pixels = 0, 3, shape[0] * shape[1]
     for layer in VGG19[: deepest + 1]:
         if layer.kind == "conv":
-            if uses_winograd(channels, shape[0] // layer.stride, shape[1] // layer.stride):
-                total += 2 * layer.channels * channels * 9 * 4
+            size = layer.channels * channels * 9 * 4
+            algorithm = route(channels, layer.channels, shape[0] // layer.stride, shape[1] // layer.stride, pixels)
+            total += {"nnpack": 2 * size, "f4": 4 * size, "direct": 0}[algorithm]
             channels = layer.channels
     return total
 
@@ -87,4 +119,80 @@ def conv3x3(x: Tensor, weight: Tensor, bias: Tensor, weight_t: Tensor) -> Tensor
     ``weight`` is contiguous (NCHW) and ``weight_t`` is `transposed(weight)`, both made once per network.
     """
     y: Tensor = _Conv3x3.apply(x, weight, bias, weight_t)  # type: ignore[no-untyped-call]
+    return y
+
+
+@functools.cache
+def _transforms() -> tuple[Tensor, Tensor]:
+    """F(4x4, 3x3)'s input and output transforms of a whole tile, as matrices: B^T d B for a flattened 6 x 6 tile
+    d is kron(B^T, B^T) d (36 x 36), A^T m A is kron(A^T, A^T) m (16 x 36)."""
+    bt, at = torch.tensor(_BT, dtype=torch.float64), torch.tensor(_AT, dtype=torch.float64)
+    return torch.kron(bt, bt).float(), torch.kron(at, at).float()
+
+
+def f4_filters(weight: Tensor) -> Tensor:
+    """G g G^T for every filter (computed in float64): (36, in_channels, out_channels), float32."""
+    g = torch.tensor(_G, dtype=torch.float64)
+    out_channels, in_channels = weight.shape[:2]
+    u = torch.einsum("au,oiuv,bv->abio", g, weight.detach().double().cpu(), g)
+    return u.reshape(36, in_channels, out_channels).float().contiguous()
+
+
+class _F4x4(torch.autograd.Function):
+    """y = conv(x, w) + b (3x3, stride 1, padding 1) by F(4x4, 3x3): the input cut into 6 x 6 tiles that overlap
+    by 2 (stride 4), each tile transformed (B^T d B), multiplied with the transformed filters as 36 matrix
+    products over the channels, and transformed back (A^T m A) into its 4 x 4 outputs. Channels-last throughout:
+    a tile's channels are the inner dimension of every product. The output is channels-last."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, filters: Tensor, bias: Tensor) -> Tensor:
+        kb, ka = _transforms()
+        _, channels, height, width = x.shape
+        out_channels = filters.shape[2]
+        th, tw = -(-height // 4), -(-width // 4)  # tiles down and across
+        padded = x.new_zeros(4 * th + 2, 4 * tw + 2, channels)
+        padded[1 : height + 1, 1 : width + 1].copy_(x[0].permute(1, 2, 0))
+        sh, sw, sc = padded.stride()
+        tiles = padded.as_strided((6, 6, th, tw, channels), (sh, sw, 4 * sh, 4 * sw, sc))
+        v = torch.mm(kb, tiles.reshape(36, -1)).view(36, th * tw, channels)
+        m = torch.bmm(v, filters)
+        y = torch.mm(ka, m.view(36, -1)).view(4, 4, th, tw, out_channels)
+        full = y.permute(2, 0, 3, 1, 4).reshape(4 * th, 4 * tw, out_channels)
+        out = torch.empty((1, out_channels, height, width), dtype=x.dtype, memory_format=torch.channels_last)
+        torch.add(full[:height, :width], bias, out=out[0].permute(1, 2, 0))
+        ctx.save_for_backward(filters)
+        ctx.dims = (channels, height, width, th, tw)  # type: ignore[attr-defined]
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
+                 grad: Tensor) -> tuple[Tensor | None, None, None]:
+        if not ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            return None, None, None
+        (filters,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        channels, height, width, th, tw = ctx.dims  # type: ignore[attr-defined]
+        kb, ka = _transforms()
+        out_channels = filters.shape[2]
+        # The adjoint of each forward step, in reverse: A^T m A, the products, B^T d B, the overlapping tiles.
+        upstream = grad[0].permute(1, 2, 0)
+        if (4 * th, 4 * tw) != (height, width):
+            upstream = torch.nn.functional.pad(upstream, (0, 0, 0, 4 * tw - width, 0, 4 * th - height))
+        g = upstream.reshape(th, 4, tw, 4, out_channels).permute(1, 3, 0, 2, 4).reshape(16, -1)
+        dm = torch.mm(ka.t(), g).view(36, th * tw, out_channels)
+        dv = torch.bmm(dm, filters.transpose(1, 2))
+        dd = torch.mm(kb.t(), dv.view(36, -1)).view(6, 6, th, tw, channels)
+        # Tile (i, j) covers rows 4i .. 4i+5 of the padded input: its rows 4, 5 are rows 0, 1 of tile i+1.
+        z = grad.new_zeros(th + 1, 4, tw + 1, 4, channels)
+        z[:th, :, :tw, :] += dd[:4, :4].permute(2, 0, 3, 1, 4)
+        z[1:, :2, :tw, :] += dd[4:, :4].permute(2, 0, 3, 1, 4)
+        z[:th, :, 1:, :2] += dd[:4, 4:].permute(2, 0, 3, 1, 4)
+        z[1:, :2, 1:, :2] += dd[4:, 4:].permute(2, 0, 3, 1, 4)
+        dx = z.view(4 * th + 4, 4 * tw + 4, channels)[1 : height + 1, 1 : width + 1].contiguous()
+        return dx.permute(2, 0, 1).unsqueeze(0), None, None
+
+
+def conv3x3_f4(x: Tensor, filters: Tensor, bias: Tensor) -> Tensor:
+    """A frozen 3x3 convolution (padding 1) of a float32 CPU map, in any layout, by F(4x4, 3x3); ``filters`` is
+    `f4_filters(weight)`, made once per network. The output is channels-last."""
+    y: Tensor = _F4x4.apply(x, filters, bias)  # type: ignore[no-untyped-call]
     return y
