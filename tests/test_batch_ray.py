@@ -49,14 +49,14 @@ def test_ray_gives_the_local_executor_s_images_byte_for_byte(local_ray: None, tm
 def test_a_worker_killed_mid_job_is_retried_and_the_batch_completes(local_ray: None, tmp_path: Path) -> None:
     executor = RayExecutor(cpus_per_job=2)  # one actor: the kill surely hits the job under way
     result: dict[str, Summary] = {}
-    runner = threading.Thread(target=lambda: result.setdefault("s", batch(jobs(steps=100), tmp_path / "out",
+    runner = threading.Thread(target=lambda: result.setdefault("s", batch(jobs(steps=40), tmp_path / "out",
                                                                           executor=executor)))
     runner.start()
     deadline = time.monotonic() + 120
     while not executor.pids and time.monotonic() < deadline:
         time.sleep(0.05)
     assert executor.pids, "the actor did not start"
-    time.sleep(1.0)  # into its first job (the weights load, then 100 steps: longer than this wait on a quiet CPU)
+    time.sleep(1.0)  # into its first job (the weights load, then 40 steps: longer than this wait on a quiet CPU)
     killed = executor.pids[0]
     os.kill(killed, signal.SIGKILL)
     runner.join(300)

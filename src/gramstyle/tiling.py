@@ -405,8 +405,9 @@ def estimate(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], co
     """A step's peak memory at `shape`, untiled (`tile` None) or tiled: the network's weights (and their
     reduced-precision copy), the activations autograd keeps for one evaluation (of one tile's window when
     tiled) plus the two largest maps of the backward, the optimizer's vectors (L-BFGS: 2 * history_size of
-    them, pixels * 3 * 4 bytes each, and a few more), and the content targets; untiled with ``winograd``, NNPACK's
-    workspace for the largest map too."""
+    them, pixels * 3 * 4 bytes each, and a few more), and the content targets; untiled with ``winograd``, the
+    Winograd routes' filter copies and NNPACK's workspace for the largest map too (F(4x4, 3x3)'s temporaries,
+    on maps a quarter that size, fit within it)."""
     pixels = shape[0] * shape[1]
     network = sum(p.numel() * p.element_size() for p in net.parameters())
     if precision != torch.float32:
