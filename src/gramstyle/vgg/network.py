@@ -100,13 +100,7 @@ class VGGFeatures(nn.Module):
         last NNPACK layer the maps are in NNPACK's layout (NCHW), conv1_1 included; from there on in oneDNN's
         and F(4x4, 3x3)'s channels-last, so that a map changes layout once (each change is a copy of the map,
         forward and backward, and a change at every layer cost more than Winograd saved)."""
-        pixels = x.shape[2] * x.shape[3]
-        routes, channels = {}, 3
-        for index, layer in enumerate(VGG19[: deepest + 1]):
-            if layer.kind == "conv":
-                routes[index] = _winograd.route(channels, layer.channels, x.shape[2] // layer.stride,
-                                                x.shape[3] // layer.stride, pixels)
-                channels = layer.channels
+        routes = _winograd.routes((x.shape[2], x.shape[3]), deepest)
         last_nchw = max((i for i, r in routes.items() if r == "nnpack"), default=-1)
         x = x.contiguous() if last_nchw >= 0 else x.contiguous(memory_format=_MEMORY_FORMAT)
         out: dict[str, Tensor] = {}

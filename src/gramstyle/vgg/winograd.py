@@ -74,18 +74,31 @@ def route(in_channels: int, out_channels: int, height: int, width: int, pixels: 
     return "direct"
 
 
+def routes(shape: tuple[int, int], deepest: int) -> dict[int, Route]:
+    """Each convolution's route (`route`), by its index in VGG-19, for an image of ``shape`` through the layer of
+    index ``deepest``."""
+    from ..layers import VGG19
+
+    out: dict[int, Route] = {}
+    channels, pixels = 3, shape[0] * shape[1]
+    for index, layer in enumerate(VGG19[: deepest + 1]):
+        if layer.kind == "conv":
+            out[index] = route(channels, layer.channels, shape[0] // layer.stride, shape[1] // layer.stride, pixels)
+            channels = layer.channels
+    return out
+
+
 def filter_bytes(shape: tuple[int, int], deepest: int) -> int:
     """Bytes of the filter copies the Winograd route keeps for an image of ``shape`` through the layer of index
     ``deepest``: two per NNPACK layer (as NNPACK takes them, and transposed), and each F(4x4, 3x3) layer's
     transformed filters (36 values for 9)."""
     from ..layers import VGG19
 
-    total, channels, pixels = 0, 3, shape[0] * shape[1]
-    for layer in VGG19[: deepest + 1]:
+    chosen = routes(shape, deepest)
+    total, channels = 0, 3
+    for index, layer in enumerate(VGG19[: deepest + 1]):
         if layer.kind == "conv":
-            size = layer.channels * channels * 9 * 4
-            algorithm = route(channels, layer.channels, shape[0] // layer.stride, shape[1] // layer.stride, pixels)
-            total += {"nnpack": 2 * size, "f4": 4 * size, "direct": 0}[algorithm]
+            total += {"nnpack": 2, "f4": 4, "direct": 0}[chosen[index]] * layer.channels * channels * 9 * 4
             channels = layer.channels
     return total
 
