@@ -19,6 +19,7 @@ conv1_1's three input channels stay direct.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -74,33 +75,34 @@ def route(in_channels: int, out_channels: int, height: int, width: int, pixels: 
     return "direct"
 
 
+def _convolutions(deepest: int) -> Iterator[tuple[int, int, int]]:
+    """(index in VGG-19, input channels, output channels) of each convolution through the layer ``deepest``."""
+    from ..layers import VGG19
+
+    channels = 3
+    for index, layer in enumerate(VGG19[: deepest + 1]):
+        if layer.kind == "conv":
+            yield index, channels, layer.channels
+            channels = layer.channels
+
+
 def routes(shape: tuple[int, int], deepest: int) -> dict[int, Route]:
     """Each convolution's route (`route`), by its index in VGG-19, for an image of ``shape`` through the layer of
     index ``deepest``."""
     from ..layers import VGG19
 
-    out: dict[int, Route] = {}
-    channels, pixels = 3, shape[0] * shape[1]
-    for index, layer in enumerate(VGG19[: deepest + 1]):
-        if layer.kind == "conv":
-            out[index] = route(channels, layer.channels, shape[0] // layer.stride, shape[1] // layer.stride, pixels)
-            channels = layer.channels
-    return out
+    pixels = shape[0] * shape[1]
+    return {index: route(c_in, c_out, shape[0] // VGG19[index].stride, shape[1] // VGG19[index].stride, pixels)
+            for index, c_in, c_out in _convolutions(deepest)}
 
 
 def filter_bytes(shape: tuple[int, int], deepest: int) -> int:
     """Bytes of the filter copies the Winograd route keeps for an image of ``shape`` through the layer of index
     ``deepest``: two per NNPACK layer (as NNPACK takes them, and transposed), and each F(4x4, 3x3) layer's
     transformed filters (36 values for 9)."""
-    from ..layers import VGG19
-
     chosen = routes(shape, deepest)
-    total, channels = 0, 3
-    for index, layer in enumerate(VGG19[: deepest + 1]):
-        if layer.kind == "conv":
-            total += {"nnpack": 2, "f4": 4, "direct": 0}[chosen[index]] * layer.channels * channels * 9 * 4
-            channels = layer.channels
-    return total
+    copies = {"nnpack": 2, "f4": 4, "direct": 0}
+    return sum(copies[chosen[index]] * c_out * c_in * 9 * 4 for index, c_in, c_out in _convolutions(deepest))
 
 
 class _Conv3x3(torch.autograd.Function):
