@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..layers import VGG19, Layer
+
 Route = Literal["nnpack", "f4", "direct"]
 
 #: NNPACK's F(6x6, 3x3) takes a layer whose input has at least this many channels and positions (h * w), in images
@@ -75,25 +77,21 @@ def route(in_channels: int, out_channels: int, height: int, width: int, pixels: 
     return "direct"
 
 
-def _convolutions(deepest: int) -> Iterator[tuple[int, int, int]]:
-    """(index in VGG-19, input channels, output channels) of each convolution through the layer ``deepest``."""
-    from ..layers import VGG19
-
+def _convolutions(deepest: int) -> Iterator[tuple[int, int, Layer]]:
+    """(index in VGG-19, input channels, the layer) of each convolution through the layer ``deepest``."""
     channels = 3
     for index, layer in enumerate(VGG19[: deepest + 1]):
         if layer.kind == "conv":
-            yield index, channels, layer.channels
+            yield index, channels, layer
             channels = layer.channels
 
 
 def routes(shape: tuple[int, int], deepest: int) -> dict[int, Route]:
     """Each convolution's route (`route`), by its index in VGG-19, for an image of ``shape`` through the layer of
     index ``deepest``."""
-    from ..layers import VGG19
-
     pixels = shape[0] * shape[1]
-    return {index: route(c_in, c_out, shape[0] // VGG19[index].stride, shape[1] // VGG19[index].stride, pixels)
-            for index, c_in, c_out in _convolutions(deepest)}
+    return {index: route(c_in, layer.channels, shape[0] // layer.stride, shape[1] // layer.stride, pixels)
+            for index, c_in, layer in _convolutions(deepest)}
 
 
 def filter_bytes(shape: tuple[int, int], deepest: int) -> int:
@@ -102,7 +100,7 @@ def filter_bytes(shape: tuple[int, int], deepest: int) -> int:
     transformed filters (36 values for 9)."""
     chosen = routes(shape, deepest)
     copies = {"nnpack": 2, "f4": 4, "direct": 0}
-    return sum(copies[chosen[index]] * c_out * c_in * 9 * 4 for index, c_in, c_out in _convolutions(deepest))
+    return sum(copies[chosen[index]] * layer.channels * c_in * 9 * 4 for index, c_in, layer in _convolutions(deepest))
 
 
 class _Conv3x3(torch.autograd.Function):
