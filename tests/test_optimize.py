@@ -10,7 +10,7 @@ import torch
 from gramstyle.errors import OptimizationError
 from gramstyle.events import Progress
 from gramstyle.objective import Evaluation
-from gramstyle.optimize import optimize
+from gramstyle.optimize import LBFGS, optimize
 
 
 def _evaluation(total: torch.Tensor) -> Evaluation:
@@ -151,3 +151,47 @@ def test_lbfgs_keeps_its_curvature_on_a_scaled_quartic_in_a_box(scale: float) ->
     # rejected trials are rare on a smooth problem (once converged, float rounding rejects many: not counted)
     assert sum(1 - r["accepted"] for r in trace[: reached - 1]) < 0.2 * reached
     assert len(trace) == result.steps - 1 and all(0 <= r["at_bounds"] <= 1 for r in trace)
+
+
+def test_diagonal_scaling_by_hand() -> None:
+    # Two channels of two positions, channel-major as a flattened NCHW image: g = [3, 0 | 4, 2].
+    lbfgs = LBFGS(channels=2)
+    d1 = lbfgs.diagonal_scaling(torch.tensor([3.0, 0.0, 4.0, 2.0]))
+    # v = per-position mean of the squares: (9 + 16) / 2 = 12.5 and (0 + 4) / 2 = 2; mean(v) = 7.25
+    assert torch.allclose(d1, torch.tensor([math.sqrt(7.25 / 12.5), math.sqrt(7.25 / 2)]))
+    d2 = lbfgs.diagonal_scaling(torch.ones(4))  # v = 0.5 v + 0.5 * 1 = (6.75, 1.5); mean 4.125
+    assert torch.allclose(d2, torch.tensor([math.sqrt(4.125 / 6.75), math.sqrt(4.125 / 1.5)]))
+    flat = LBFGS(channels=1).diagonal_scaling(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert flat.tolist() == pytest.approx([0.5, 100.0, 100.0, 100.0])  # sqrt(0.25 / 1), and the clip at 100
+
+
+@pytest.mark.parametrize("scaling", ["diagonal", "scalar"])
+def test_two_loop_recursion_satisfies_the_latest_secant_pair(scaling: str) -> None:
+    # Whatever H0, the BFGS update makes H y_k = s_k for the latest pair (Nocedal & Wright eq. 6.6).
+    torch.manual_seed(0)
+    lbfgs = LBFGS(scaling=scaling)
+    for _ in range(4):
+        s = torch.randn(48)
+        y = s * torch.rand(48) * 10 + 0.1 * torch.randn(48)
+        assert float(s.dot(y)) > 0
+        lbfgs.pairs.append((s, y, 1.0 / float(s.dot(y))))
+    lbfgs.diagonal_scaling(torch.randn(48))  # a history of gradients, so that D is not uniform
+    s, y, _ = lbfgs.pairs[-1]
+    assert torch.allclose(-lbfgs._direction(y.clone()), s, rtol=1e-4, atol=1e-5)
+
+
+def test_diagonal_scaling_takes_fewer_steps_where_pixels_differ_in_curvature() -> None:
+    # Curvature spread 1e4 across positions (the same for a position's three channels): the textbook gamma I
+    # steps as far at the steep positions as at the flat ones; D, from each position's gradient, does not.
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+    scales = (10 ** torch.linspace(0, 4, 64)[torch.randperm(64)]).reshape(1, 1, 8, 8).expand(1, 3, 8, 8)
+    init = torch.rand(1, 3, 8, 8)
+    start = float((scales * (init - target) ** 2).sum())
+
+    def steps(scaling: str) -> int:
+        result = optimize(quadratic(target, scales), init, steps=300, scaling=scaling)
+        return next((int(h["step"]) for h in result.history if h["total"] < start * 1e-8), 301)
+
+    diagonal, scalar = steps("diagonal"), steps("scalar")
+    assert diagonal < 0.25 * scalar, (diagonal, scalar)  # measured: 24 against 300

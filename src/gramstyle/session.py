@@ -279,7 +279,7 @@ def _run(session: Session, task: str, settings: Settings, content: ImageLike | N
             result = optimize(objective, x.to(device), method=settings.optimizer, steps=stage.steps,
                               lr=settings.step_size, history_size=memory.history, time_limit=time_left,
                               callback=clock.step_callback(index), cancel=cancel, resume=resume_loop,
-                              boundary=boundary)
+                              boundary=boundary, scaling=settings.lbfgs_scaling)
             history += [{**h, "step": h["step"] + clock.done, "elapsed": h["elapsed"] + clock.elapsed,
                          "scale": float(stage.size)} for h in result.history]
             x, reason = result.image.clamp(0, 1), result.stop_reason

@@ -423,7 +423,8 @@ def estimate(net: VGGFeatures, shape: tuple[int, int], layers: Sequence[str], co
         network += winograd_filter_bytes(shape, max(INDEX[canonical_layer(name)] for name in layers))
         activations += int(seen * largest / 4 * WORKSPACE_PER_VALUE)  # largest: float32 bytes per pixel
     vector = pixels * 3 * 4
-    vectors = 2 * history_size + 8 if optimizer == "lbfgs" else 8
+    # a few more vectors (x, g, d, the trial, temporaries) and the diagonal scaling's average
+    vectors = 2 * history_size + 9 if optimizer == "lbfgs" else 8
     targets = sum(int(pixels * layer_info(name).channels * 4 / layer_info(name).stride ** 2) for name in content_layers)
     return MemoryEstimate(network, activations, vectors * vector, targets)
 

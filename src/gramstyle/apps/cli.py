@@ -98,8 +98,8 @@ def _field_type(name: str) -> Callable[[str], Any]:
 
 # Which Settings fields each subcommand exposes (the others keep their task defaults).
 _NETWORK = ("weights", "preprocessing", "pooling")
-_RUN = ("init", "optimizer", "steps", "lr", "history_size", "seed", "time_limit", "device", "precision",
-        "convolution", "tile", "max_pixels")
+_RUN = ("init", "optimizer", "steps", "lr", "history_size", "lbfgs_scaling", "seed", "time_limit", "device",
+        "precision", "convolution", "tile", "max_pixels")
 _FIELDS = {
     "transfer": ("alpha", "beta", "content_layers", "style_layers", "style_blend", "preserve_color", "color_match",
                  "content_mask", "style_mask",
