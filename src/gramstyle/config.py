@@ -286,7 +286,7 @@ class Settings:
     lbfgs_scaling: LbfgsScaling = field(
         default="diagonal",
         # Deviation from the textbook L-BFGS (not from the paper's objective): a per-pixel diagonal initial
-        # inverse Hessian took 6-17% fewer steps to pastiche's race loss and turned the convergence matrix's one
+        # inverse Hessian took 10-21% fewer steps to pastiche's race loss and turned the convergence matrix's one
         # cell behind Adam (256 px, alpha/beta 0.1) into a lead (docs/benchmarks.md). scalar restores the textbook.
         metadata=_opt("initial inverse Hessian of L-BFGS: diagonal (each pixel scaled by the inverse square root "
                       "of its recent squared gradient, as Adam does) or scalar (Nocedal & Wright's gamma I)"),
