@@ -12,12 +12,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from torch import Tensor
 
-from .config import Settings
+from .config import LbfgsScaling, Settings
 from .errors import Cancelled, OptimizationError
 from .events import Callback, CancelToken, Progress
 from .objective import Evaluation
@@ -75,8 +75,8 @@ class LBFGS:
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
                  bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None,
-                 scaling: str = "diagonal", channels: int = 3) -> None:
-        if scaling not in ("diagonal", "scalar"):
+                 scaling: LbfgsScaling = "diagonal", channels: int = 3) -> None:
+        if scaling not in get_args(LbfgsScaling):
             raise ValueError(f"unknown L-BFGS scaling {scaling!r}")
         self.lr, self.history_size, self.bounds = lr, history_size, bounds
         self.scaling = scaling
@@ -315,7 +315,7 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
              bounds: tuple[float, float] | None = (0.0, 1.0), resume: dict[str, Any] | None = None,
              boundary: Callable[[LoopState], None] | None = None,
              trace: list[dict[str, float]] | None = None,
-             scaling: str = _DEFAULTS.lbfgs_scaling) -> OptimizationResult:
+             scaling: LbfgsScaling = _DEFAULTS.lbfgs_scaling) -> OptimizationResult:
     """Minimise ``loss_fn(image).total`` over the pixels of ``image``, starting from ``init``.
 
     With ``bounds`` (default: the valid pixel range [0, 1]) every evaluated image lies in the box, so the
