@@ -69,12 +69,17 @@ def test_the_layer_and_its_input_gradient_equal_the_direct_convolution(algorithm
     assert g_wino.shape == x.shape and y_wino.shape == y_direct.shape
 
 
-def test_f4_filters_are_g_g_gt_in_float64() -> None:
+def test_f4_filters_are_g_g_gt() -> None:
     # G g G^T for one filter by hand: the transform of a filter of ones is G 1 1^T G^T, G's row sums squared.
     weight = torch.ones(1, 1, 3, 3)
     rows = torch.tensor([1 / 4, -1 / 2, -1 / 6, 7 / 24, 3 / 24, 1], dtype=torch.float64)
     expected = torch.outer(rows, rows).reshape(36, 1, 1).float()
-    assert torch.allclose(winograd.f4_filters(weight), expected, rtol=1e-7, atol=0)
+    assert torch.allclose(winograd.f4_filters(weight), expected, rtol=1e-6, atol=0)
+    # Every filter and channel pair lands in its place, to float32's rounding of the float64 product.
+    weight = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    g = torch.tensor(winograd._G, dtype=torch.float64)
+    exact = torch.einsum("au,oiuv,bv->abio", g, weight.double(), g).reshape(36, 4, 5)
+    assert (winograd.f4_filters(weight).double() - exact).abs().max() < 1e-6 * exact.abs().max()
 
 
 @pytest.mark.parametrize("shape", [(96, 128), pytest.param((256, 400), marks=needs_nnpack)])

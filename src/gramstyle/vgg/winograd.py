@@ -144,11 +144,14 @@ def _transforms() -> tuple[Tensor, Tensor]:
 
 
 def f4_filters(weight: Tensor) -> Tensor:
-    """G g G^T for every filter (computed in float64): (36, in_channels, out_channels), float32."""
+    """G g G^T for every filter: (36, in_channels, out_channels), float32. One matrix product of kron(G, G)
+    (36 x 9, made in float64) with the filters laid out (9, in x out): in float32 its error is float32's rounding
+    (tests/test_winograd.py), and it costs a fifth of an einsum in float64 at every network's first step
+    (docs/benchmarks.md, start-up)."""
     g = torch.tensor(_G, dtype=torch.float64)
     out_channels, in_channels = weight.shape[:2]
-    u = torch.einsum("au,oiuv,bv->abio", g, weight.detach().double().cpu(), g)
-    return u.reshape(36, in_channels, out_channels).float().contiguous()
+    taps = weight.detach().float().cpu().permute(2, 3, 1, 0).reshape(9, in_channels * out_channels)
+    return torch.mm(torch.kron(g, g).float(), taps).view(36, in_channels, out_channels)
 
 
 class _F4x4(torch.autograd.Function):
