@@ -102,3 +102,18 @@ def test_tiled_equals_untiled_float32_512px(weights: vgg.LoadedWeights) -> None:
     net = vgg.VGGFeatures(weights)
     loss_rel, grad_rel, _ = _compare(net, 512, 256, torch.float32, PAPER_STYLE, ["conv4_2"])
     assert loss_rel < 1e-5 and grad_rel < 1e-5
+
+
+def test_the_activation_count_leaves_out_the_weights_in_every_precision(weights: vgg.LoadedWeights) -> None:
+    # The count runs a forward with hooks on the tensors autograd saves; the network's weights (and their
+    # bfloat16 copy, which the first bfloat16 forward makes) are counted once elsewhere. Counted before the copy
+    # existed, it used to land among the saved tensors: 3.4 times the right bytes per pixel.
+    net = vgg.VGGFeatures(weights)
+    layers = [*PAPER_STYLE, "conv4_2"]
+    first = tiling.activation_bytes(net, layers, torch.bfloat16)
+    tiling._ACTIVATIONS.clear()
+    assert tiling.activation_bytes(net, layers, torch.bfloat16) == first
+    fp32 = tiling.activation_bytes(net, layers, torch.float32)
+    # Every saved map and the largest one take half the bytes in bfloat16 (the image's hi + lo halves, 6
+    # channels of 2 bytes against 3 of 4, are the same 12 bytes a pixel).
+    assert first[0] == pytest.approx(fp32[0] / 2, rel=0.02) and first[1] == pytest.approx(fp32[1] / 2, rel=0.02)
