@@ -84,8 +84,8 @@ def worker(content: str, style: str, output: str, target: float, extra: str) -> 
     from gramstyle import images as imageio
     from gramstyle.apps.cli import build_parser, settings_from_args
 
-    # The CLI's own parsing and settings, so that --gramstyle-args takes exactly the flags a user would type,
-    # after the CLI's own gc.freeze().
+    # The process as the command line sets it up (`gramstyle.apps.cli.main` freezes the imports' objects), then
+    # the CLI's own parsing and settings, so that --gramstyle-args takes exactly the flags a user would type.
     gc.freeze()
     args = build_parser().parse_args(["transfer", content, style, "-o", output, *extra.split()])
     settings = settings_from_args(args, "transfer")
