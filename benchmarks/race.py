@@ -203,6 +203,15 @@ def svg_plot(series: dict[str, list[tuple[float, float]]], marks: dict[str, tupl
     return "\n".join(out) + "\n"
 
 
+def pair_path(path: str | None, pair: str, pairs: int) -> str | None:
+    """--svg or --json for one pair: the path itself for a single pair, else one file per pair beside it
+    (race.json -> race_chelsea-the_scream.json), so that no pair's trace overwrites another's."""
+    if path is None or pairs == 1:
+        return path
+    target = Path(path)
+    return str(target.with_name(f"{target.stem}_{pair.replace(':', '-')}{target.suffix}"))
+
+
 def race(args: argparse.Namespace) -> None:
     print(f"CPU: {cpu_description()}")
     pairs = args.pairs or ["tubingen:starry_night"]
@@ -210,7 +219,7 @@ def race(args: argparse.Namespace) -> None:
     for pair in pairs:
         content_name, _, style_name = pair.partition(":")
         row = race_pair(args, find_image(content_name, Path(args.images)), find_image(style_name, Path(args.images)),
-                        args.svg if len(pairs) == 1 else None, args.json if len(pairs) == 1 else None)
+                        pair_path(args.svg, pair, len(pairs)), pair_path(args.json, pair, len(pairs)))
         rows.append((pair, *row))
     if len(rows) > 1:
         print("\n| pair | size | pastiche s (CPU s) | gramstyle s (CPU s), steps | wall ratio | CPU ratio | reached |")
@@ -317,8 +326,9 @@ def main() -> None:
                         help="image pairs to race, e.g. tubingen:starry_night chelsea:the_scream")
     parser.add_argument("--images", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "images"),
                         help="folder of the pairs' images [default: ../shared/images]")
-    parser.add_argument("--svg", help="write the loss-against-time plot here")
-    parser.add_argument("--json", help="write both traces here")
+    parser.add_argument("--svg", help="write the loss-against-time plot here (with several --pairs, one file per "
+                        "pair: NAME_CONTENT-STYLE.svg)")
+    parser.add_argument("--json", help="write both traces here (with several --pairs, one file per pair, as --svg)")
     parser.add_argument("--memory", type=int, nargs="+", metavar="SIZE", help="only compare peak memory")
     parser.add_argument("--replot", metavar="JSON", help="redraw --svg from a --json file, running nothing")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
