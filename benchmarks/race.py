@@ -83,10 +83,13 @@ def worker(content: str, style: str, output: str, target: float, extra: str) -> 
     import gramstyle
     from gramstyle import images as imageio
     from gramstyle.apps.cli import build_parser, settings_from_args
+    from gramstyle.devices import keep_freed_memory
 
-    # The process as the command line sets it up (`gramstyle.apps.cli.main` freezes the imports' objects), then
-    # the CLI's own parsing and settings, so that --gramstyle-args takes exactly the flags a user would type.
+    # The process as the command line sets it up (`gramstyle.apps.cli.main` freezes the imports' objects and
+    # keeps freed memory), then the CLI's own parsing and settings, so that --gramstyle-args takes exactly the
+    # flags a user would type.
     gc.freeze()
+    keep_freed_memory()
     args = build_parser().parse_args(["transfer", content, style, "-o", output, *extra.split()])
     settings = settings_from_args(args, "transfer")
     settings = settings.replace(size=max(imageio.load_image(content).shape[2:]), steps=10_000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -85,6 +87,36 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Blocks up to this size come from the heap and are reused; larger ones are mapped afresh each time. glibc's
+#: own threshold adapts, but only up to 32 MiB, less than conv1_1's response at 512 px (45 MB); above 64 MiB
+#: (beyond about 700 x 350 px) keeping blocks gained no time and cost resident memory (docs/benchmarks.md).
+MMAP_THRESHOLD = 64 << 20
+#: Free memory at the top of the heap that is kept rather than returned to the system (glibc's default, twice
+#: the adaptive threshold, returned a step's maps between steps).
+TRIM_THRESHOLD = 512 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed blocks of up to `MMAP_THRESHOLD` for reuse, for this whole process.
+
+    A step frees and allocates the same feature maps and gradients again; with glibc's defaults many of them are
+    returned to the system and mapped afresh, and every page of a fresh mapping costs a page fault on its first
+    write (about 10,000 per step at 256 px, 5% of the step's time: docs/benchmarks.md). A process-wide setting,
+    so the library never makes it by itself: the command line calls this at start, as may a program that
+    embeds gramstyle. Returns False where the C library is not glibc (nothing changed).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 @contextmanager

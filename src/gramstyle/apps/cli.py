@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import checkpoint as checkpoints
-from .. import config, outputs
+from .. import config, devices, outputs
 from .. import images as imageio
 from ..assets import DEMO_CONTENT, DEMO_STYLE
 from ..config import Settings
@@ -389,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The objects the imports made (torch's hundreds of thousands) live as long as the process: freezing
         # them spares the full garbage collection that would otherwise scan them all (a tenth of a second).
         gc.freeze()
+        # Each step's maps reused rather than returned to the system and faulted in again (`keep_freed_memory`)
+        devices.keep_freed_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     written: list[Path] = []  # what the run has replaced so far, in order
     output: list[str] = []

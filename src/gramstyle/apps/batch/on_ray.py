@@ -38,12 +38,14 @@ class _Worker:
         import ray
         import torch
 
+        from ...devices import keep_freed_memory
         from ...session import Session
 
         cpus = ray.get_runtime_context().get_assigned_resources().get(  # type: ignore[no-untyped-call]
             "CPU", 1.0)
         self.threads = max(1, int(cpus))
         torch.set_num_threads(self.threads)
+        keep_freed_memory()  # a worker process of its own, as the command line's
         self.session = Session()
         self.node = ray.get_runtime_context().get_node_id()
 
