@@ -159,15 +159,19 @@ def make_figures(folder: str, *, size: int = 512, steps: int = 500, only: Sequen
                     sheet=False)
     previous = _read_results(out / RESULTS)
     results = {**previous, "panels": {**previous["panels"], **{p.id: _entry(out, p, summary) for p in chosen}}}
+    # A panel run now is a new file even where its record reads as before (a rerun of a deterministic run whose
+    # time rounds to the same millisecond): its grid and results.json are made again
+    ran = set(summary.done) | set(summary.failed)
     grids = []
     for figure in only:
         cells = [p for p in chosen if p.figure == figure]
         grid = out / f"{figure}.png"
-        if grid.is_file() and all(previous["panels"].get(p.id) == results["panels"][p.id] for p in cells):
+        if (grid.is_file() and not any(p.job.id in ran for p in cells)
+                and all(previous["panels"].get(p.id) == results["panels"][p.id] for p in cells)):
             continue  # made from these very panels before
         if write_grid(out / PANELS, [Cell(p.job, p.row, p.column, p.label) for p in cells], TITLES[figure], grid):
             grids.append(grid)
-    if results != previous:
+    if results != previous or ran:
         files.write_text(json.dumps(results, indent=2) + "\n", out / RESULTS)
     return Made(summary, results, grids)
 
