@@ -78,18 +78,13 @@ def pastiche_command(content: Path, style: Path, output: Path, steps: int, beta:
 
 def worker(content: str, style: str, output: str, target: float, extra: str) -> None:
     """gramstyle in its own process: print each step's loss, stop at `target`, save (image and record)."""
-    import gc
-
     import gramstyle
     from gramstyle import images as imageio
-    from gramstyle.apps.cli import build_parser, settings_from_args
-    from gramstyle.devices import keep_freed_memory
+    from gramstyle.apps.cli import build_parser, prepare_process, settings_from_args
 
-    # The process as the command line sets it up (`gramstyle.apps.cli.main` freezes the imports' objects and
-    # keeps freed memory), then the CLI's own parsing and settings, so that --gramstyle-args takes exactly the
-    # flags a user would type.
-    gc.freeze()
-    keep_freed_memory()
+    # The process as the command line sets it up, then the CLI's own parsing and settings, so that
+    # --gramstyle-args takes exactly the flags a user would type.
+    prepare_process()
     args = build_parser().parse_args(["transfer", content, style, "-o", output, *extra.split()])
     settings = settings_from_args(args, "transfer")
     settings = settings.replace(size=max(imageio.load_image(content).shape[2:]), steps=10_000)

@@ -105,7 +105,7 @@ def keep_freed_memory() -> bool:
 
     A step frees and allocates the same feature maps and gradients again; with glibc's defaults many of them are
     returned to the system and mapped afresh, and every page of a fresh mapping costs a page fault on its first
-    write (about 10,000 per step at 256 px, 5% of the step's time: docs/benchmarks.md). A process-wide setting,
+    write (docs/benchmarks.md, "Page faults", has the counts and the time they cost). A process-wide setting,
     so the library never makes it by itself: the command line calls this at start, as may a program that
     embeds gramstyle. Returns False where the C library is not glibc (nothing changed).
     """

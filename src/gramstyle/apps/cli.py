@@ -383,14 +383,20 @@ def _join_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> l
     return out
 
 
+def prepare_process() -> None:
+    """What the command line's own process sets up once, after its imports (and what `benchmarks/race.py`'s
+    worker repeats, to time the process a user runs)."""
+    # The objects the imports made (torch's hundreds of thousands) live as long as the process: freezing
+    # them spares the full garbage collection that would otherwise scan them all (a tenth of a second).
+    gc.freeze()
+    # Each step's maps reused rather than returned to the system and faulted in again (`keep_freed_memory`)
+    devices.keep_freed_memory()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the real command line (not a call from Python): the signal policy, if not yet in place
         entry.install()
-        # The objects the imports made (torch's hundreds of thousands) live as long as the process: freezing
-        # them spares the full garbage collection that would otherwise scan them all (a tenth of a second).
-        gc.freeze()
-        # Each step's maps reused rather than returned to the system and faulted in again (`keep_freed_memory`)
-        devices.keep_freed_memory()
+        prepare_process()
     argv = list(sys.argv[1:] if argv is None else argv)
     written: list[Path] = []  # what the run has replaced so far, in order
     output: list[str] = []
