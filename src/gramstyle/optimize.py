@@ -49,12 +49,16 @@ class LBFGS:
     loss evaluation, and the image that is optimized is the image that is saved.
 
     ``scaling`` is the initial inverse Hessian H0 that the two-loop recursion starts from. "scalar" is Nocedal
-    & Wright's gamma I (eq. 7.20, gamma = s'y / y'y of the latest pair). "diagonal" (the default; a deviation
-    from the textbook, not from the paper, whose objective is unchanged) is gamma D, D a positive diagonal: each
+    & Wright's gamma I (eq. 7.20, gamma = s'y / y'y of the latest pair). "diagonal" (a deviation from the
+    textbook, not from the paper, whose objective is unchanged) is gamma D, D a positive diagonal: each
     pixel position's scale is the inverse square root of its recent squared gradient (`diagonal_scaling`), as
     Adam scales its steps, and gamma = s'y / y'Dy keeps the secant condition along the latest pair. Pixels whose
     gradient is large are edges and strokes where the style loss is steep; a scalar H0 steps there as far as in
-    flat regions, and the recursion's 50 pairs cannot learn 10^5 per-pixel curvatures.
+    flat regions, and the recursion's 50 pairs cannot learn 10^5 per-pixel curvatures. "color" (the default)
+    is gamma (D x C): each position's step is also mixed across its channels by C, the inverse square root of
+    the gradient's recent channel covariance (`color_metric`), as a full-matrix Adagrad over the three colours
+    would: a pixel's gradient lies mostly along the luminance, where VGG is steep, and the colour directions,
+    where it is flat, got the same scale before.
     """
 
     c1 = 1e-4  # Armijo's sufficient-decrease constant (Nocedal & Wright's usual value)
@@ -72,10 +76,13 @@ class LBFGS:
     scaling_decay = 0.5
     scaling_power = 0.5
     scaling_clip = 100.0
+    # C's eigenvalues are those of the channel covariance to the power -1/2, the covariance's floored at 1/clip^2
+    # of its largest, so that C, like D, spans at most a factor `scaling_clip`; C is scaled to mean eigenvalue 1
+    # (gamma sets the overall scale). Its covariance forgets at D's rate.
 
     def __init__(self, lr: float = 1.0, history_size: int = 50, first_step: float = 0.05,
                  bounds: tuple[float, float] | None = (0.0, 1.0), trace: list[dict[str, float]] | None = None,
-                 scaling: LbfgsScaling = "diagonal", channels: int = 3) -> None:
+                 scaling: LbfgsScaling = "color", channels: int = 3) -> None:
         if scaling not in get_args(LbfgsScaling):
             raise ValueError(f"unknown L-BFGS scaling {scaling!r}")
         self.lr, self.history_size, self.bounds = lr, history_size, bounds
@@ -84,6 +91,7 @@ class LBFGS:
         # steps stay in proportion, and D costs one value per position
         self.channels = channels
         self.squared: Tensor | None = None  # the running average of the squared gradient, per position
+        self.covariance: Tensor | None = None  # the running average of the gradient's channel covariance
         # With a list, one record per evaluated trial: what a stalled descent is diagnosed by
         self.trace = trace
         self.first_step = first_step  # largest pixel change of the very first step, in [0, 1] units
@@ -111,25 +119,50 @@ class LBFGS:
         ratio = self.squared.mean() / self.squared.clamp_min(torch.finfo(self.squared.dtype).tiny)
         return ratio.pow_(self.scaling_power).clamp_(1 / self.scaling_clip, self.scaling_clip)
 
+    def color_metric(self, g: Tensor) -> Tensor:
+        """C of H0 = gamma (D x C), channels x channels: V^(-1/2) scaled to mean eigenvalue 1, where V is the
+        running average of the gradient's channel covariance (over all positions), updated with ``g``; V's
+        eigenvalues are floored at 1/clip^2 of its largest."""
+        channels = self._positions(g)
+        covariance = (channels @ channels.t()).double() / channels.shape[1]
+        if self.covariance is None:
+            self.covariance = covariance
+        else:
+            self.covariance.mul_(self.scaling_decay).add_(covariance, alpha=1 - self.scaling_decay)
+        values, vectors = torch.linalg.eigh(self.covariance)
+        values = values.clamp_min(float(values.max()) / self.scaling_clip**2)
+        if not float(values.min()) > 0:  # a zero gradient so far: no colour is preferred
+            return torch.eye(len(values), dtype=g.dtype)
+        root = values.rsqrt()
+        metric: Tensor = (vectors * (root / root.mean())) @ vectors.t()
+        return metric.to(g.dtype)
+
+    def _initial(self, v: Tensor, diagonal: Tensor | None, mix: Tensor | None) -> Tensor:
+        """H0 v / gamma, in place: each position's channels mixed by C (if any), then scaled by D (if any)."""
+        positions = self._positions(v)
+        if mix is not None:
+            positions.copy_(mix @ positions)
+        if diagonal is not None:
+            positions.mul_(diagonal)
+        return v
+
     def _direction(self, g: Tensor) -> Tensor:
         """Two-loop recursion (Nocedal & Wright, Algorithm 7.4): d = -H g with H the L-BFGS inverse Hessian
-        estimate, started from H0 = gamma I or gamma D."""
-        diagonal = self.diagonal_scaling(g) if self.scaling == "diagonal" else None
+        estimate, started from H0 = gamma I, gamma D or gamma (D x C)."""
+        diagonal = self.diagonal_scaling(g) if self.scaling != "scalar" else None
+        mix = self.color_metric(g) if self.scaling == "color" and self._positions(g).shape[0] > 1 else None
         q = g.neg()
         alphas = []
         for s, y, rho in reversed(self.pairs):
             a = rho * float(s.dot(q))
             q.add_(y, alpha=-a)
             alphas.append(a)
-        if diagonal is not None:
-            self._positions(q).mul_(diagonal)
+        self._initial(q, diagonal, mix)
         if self.pairs:
             s, y, _ = self.pairs[-1]
-            if diagonal is None:
-                q.mul_(float(s.dot(y)) / float(y.dot(y)))
-            else:  # gamma = s'y / y'Dy: H0 y = s along the latest pair's direction, in D's metric
-                dy = (self._positions(y).square() * diagonal).sum()
-                q.mul_(float(s.dot(y)) / float(dy))
+            # gamma = s'y / y'H0y (H0 before gamma): H0 y = s along the latest pair's direction, in H0's metric
+            h0y = float(y.dot(self._initial(y.clone(), diagonal, mix)))
+            q.mul_(float(s.dot(y)) / h0y)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas), strict=True):
             b = rho * float(y.dot(q))
             q.add_(s, alpha=a - b)
@@ -324,7 +357,7 @@ def optimize(loss_fn: LossFunction, init: Tensor, *, method: str = _DEFAULTS.opt
     (L-BFGS only) each trial appends a record: accepted (1/0), the step t, the pairs held, actual over first-order
     predicted decrease, s'y, and the fraction of pixels at a bound.
 
-    ``scaling`` (L-BFGS only) is its initial inverse Hessian: "diagonal" or "scalar" (see `LBFGS`).
+    ``scaling`` (L-BFGS only) is its initial inverse Hessian: "color", "diagonal" or "scalar" (see `LBFGS`).
 
     ``boundary`` is called between steps with the live `LoopState` (its ``capture()`` is a checkpoint's copy);
     ``resume`` (a capture) continues a descent exactly where it was captured, ``steps`` counting from its start.
